@@ -1,0 +1,87 @@
+"""The data every other analysis module shares: frames, snapshots, samples.
+
+A snapshot is tracemalloc's live memory grouped by traceback *inside the target*, so what
+crosses the wire (and what is kept on disk) is one row per distinct traceback, never one row
+per allocation. Tracebacks are tuples of frames, innermost last, like Python's own tracebacks
+and like report.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Frame(NamedTuple):
+    """One source position. A NamedTuple, not a dataclass, because whole tracebacks of these are
+    dict keys in the diff and tuple hashing runs in C."""
+
+    file: str
+    line: int
+    function: str = ""
+    code: str = ""
+
+
+Traceback = tuple[Frame, ...]  # innermost last
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStat:
+    """Live memory attributed to one traceback at the moment of a snapshot."""
+
+    size: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """tracemalloc's live memory in the target at one moment, grouped by traceback."""
+
+    pid: int
+    taken_at: float  # unix time in the target
+    requests: int  # measured requests completed when it was taken (0 = baseline)
+    rss_bytes: int
+    traced_bytes: int
+    tracemalloc_overhead_bytes: int  # tracemalloc's own bookkeeping (tracemalloc.get_tracemalloc_memory)
+    frames_limit: int
+    duration_s: float  # how long the target was paused to take it
+    sites: dict[Traceback, SiteStat]
+    harness_files: tuple[str, ...] = ()  # path prefixes of the agent's own code, filtered out of suspects
+    library_files: tuple[str, ...] = ()  # path prefixes of the stdlib and installed packages in the target
+
+    @property
+    def total_size(self) -> int:
+        return sum(stat.size for stat in self.sites.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One cheap reading of the target's memory (no snapshot)."""
+
+    requests: int
+    elapsed_s: float
+    rss_bytes: int
+    traced_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCounts:
+    warmup: int
+    measured: int
+    failed: int
+
+
+@dataclass(slots=True)
+class RunData:
+    """Everything a run gathered; the input of `analysis.report.build_report`.
+
+    `snapshots` are in request order: the baseline first (after warm-up), then checkpoints,
+    the last one taken at test stop.
+    """
+
+    snapshots: list[Snapshot]
+    samples: list[Sample]
+    requests: RequestCounts
+    parameters: dict[str, object] = field(default_factory=dict)
+    locust_stats: dict[str, object] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)  # what happened (target died, agent timeout, ...)

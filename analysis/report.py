@@ -1,0 +1,102 @@
+"""The report: what every writer renders. Built from a `RunData` by `build_report`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from analysis.model import Frame, RequestCounts, RunData, Sample
+from analysis.suspects import find_suspects
+from analysis.thresholds import Thresholds
+from analysis.trend import Trend, memory_trend
+from analysis.verdict import decide
+
+SCHEMA_VERSION = 1
+
+VerdictKind = Literal["leak", "no-leak", "native-leak", "inconclusive"]
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """One allocation site (a whole traceback) whose live memory grew over the measured requests."""
+
+    file: str
+    line: int
+    code: str
+    size_diff: int
+    count_diff: int
+    bytes_per_request: float
+    objects_per_request: float
+    traceback: tuple[Frame, ...]  # innermost last
+    user_frame: Frame | None  # first frame in the user's own code, when the site is in a library
+    growth: tuple[int, ...]  # live size at each snapshot, baseline first
+    steady: bool  # kept growing across the later checkpoints (not a plateau)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    requests: int
+    rss_bytes: int
+    traced_bytes: int
+    pause_s: float  # how long the target was blocked taking the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: VerdictKind
+    confidence: float  # 0..1
+    rule: str  # which rule decided it, in words
+    explanation: str  # one or two sentences for a person
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    verdict: Verdict
+    requests: RequestCounts
+    rss: Trend
+    traced: Trend
+    suspects: tuple[Suspect, ...]  # most bytes per request first
+    checkpoints: tuple[Checkpoint, ...]
+    samples: tuple[Sample, ...]
+    thresholds: Thresholds
+    parameters: dict[str, object] = field(default_factory=dict)
+    locust_stats: dict[str, object] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+
+def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
+    limits = thresholds or Thresholds()
+    snapshots = run.snapshots
+    measured = run.requests.measured
+    suspects = find_suspects(snapshots, measured, limits) if len(snapshots) >= 2 else ()
+    checkpoints = tuple(Checkpoint(s.requests, s.rss_bytes, s.traced_bytes, s.duration_s) for s in snapshots)
+    rss = memory_trend([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes")
+    traced = memory_trend([(c.requests, c.traced_bytes) for c in checkpoints], run.samples, "traced_bytes")
+    overhead = (
+        (snapshots[-1].tracemalloc_overhead_bytes - snapshots[0].tracemalloc_overhead_bytes)
+        if len(snapshots) >= 2
+        else 0
+    )
+    verdict = decide(
+        measured=measured,
+        snapshot_count=len(snapshots),
+        suspects=suspects,
+        rss=rss,
+        traced=traced,
+        tracemalloc_overhead_growth=overhead,
+        thresholds=limits,
+    )
+    return Report(
+        verdict=verdict,
+        requests=run.requests,
+        rss=rss,
+        traced=traced,
+        suspects=suspects,
+        checkpoints=checkpoints,
+        samples=tuple(run.samples),
+        thresholds=limits,
+        parameters=dict(run.parameters),
+        locust_stats=dict(run.locust_stats),
+        events=tuple(run.events),
+    )

@@ -1,0 +1,152 @@
+"""The snapshot wire format (agent -> harness, and on disk in a run directory).
+
+Version 1 is one JSON object::
+
+    {"format": "memsoak-snapshot", "version": 1,
+     "pid": int, "taken_at": float, "duration_s": float, "requests": int,
+     "rss_bytes": int, "traced_bytes": int, "tracemalloc_overhead_bytes": int,
+     "frames_limit": int, "harness_files": [str], "library_files": [str],
+     "frames": [[file, line, function, code], ...],          # a table, referenced by index
+     "sites":  [[size, count, [frame_index, ...]], ...]}     # one row per traceback, innermost last
+
+The frame table keeps the document small: a traceback of 10 frames costs 10 small integers.
+`requests` is written by the harness when it saves the document (the agent does not know how
+many *measured* requests there were); a bare agent response has none and reads as 0.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from analysis.model import Frame, SiteStat, Snapshot, Traceback
+
+FORMAT = "memsoak-snapshot"
+VERSION = 1
+
+
+class SnapshotFormatError(ValueError):
+    """The document is not a memsoak snapshot this version can read."""
+
+
+def _int(doc: dict[str, Any], key: str) -> int:
+    value = doc.get(key)
+    if type(value) is not int or value < 0:
+        raise SnapshotFormatError(f"field {key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _float(doc: dict[str, Any], key: str) -> float:
+    value = doc.get(key)
+    if type(value) not in (int, float) or value != value or value < 0:
+        raise SnapshotFormatError(f"field {key!r} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _strings(doc: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SnapshotFormatError(f"field {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def _frames(raw: Any) -> list[Frame]:
+    if not isinstance(raw, list):
+        raise SnapshotFormatError("field 'frames' must be a list")
+    frames = []
+    for index, row in enumerate(raw):
+        if (
+            not isinstance(row, list)
+            or len(row) != 4
+            or not isinstance(row[0], str)
+            or type(row[1]) is not int
+            or not isinstance(row[2], str)
+            or not isinstance(row[3], str)
+        ):
+            raise SnapshotFormatError(f"frames[{index}] must be [file, line, function, code]")
+        frames.append(Frame(row[0], row[1], row[2], row[3]))
+    return frames
+
+
+def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
+    if not isinstance(raw, list):
+        raise SnapshotFormatError("field 'sites' must be a list")
+    sites: dict[Traceback, SiteStat] = {}
+    frame_count = len(frames)
+    for index, row in enumerate(raw):
+        try:
+            size, count, indexes = row
+            traceback = tuple([frames[i] for i in indexes])
+        except (TypeError, ValueError, IndexError):
+            raise SnapshotFormatError(f"sites[{index}] must be [size, count, [frame_index, ...]]") from None
+        if (
+            type(size) is not int
+            or type(count) is not int
+            or size < 0
+            or count < 0
+            or not all(type(i) is int and 0 <= i < frame_count for i in indexes)
+        ):
+            raise SnapshotFormatError(f"sites[{index}] has a negative size or a bad frame index")
+        previous = sites.get(traceback)
+        if previous is not None:  # tolerate a producer that did not merge equal tracebacks
+            size += previous.size
+            count += previous.count
+        sites[traceback] = SiteStat(size, count)
+    return sites
+
+
+def snapshot_from_dict(doc: Any) -> Snapshot:
+    if not isinstance(doc, dict):
+        raise SnapshotFormatError("a snapshot must be a JSON object")
+    if doc.get("format") != FORMAT:
+        raise SnapshotFormatError(f"not a memsoak snapshot (format={doc.get('format')!r})")
+    if doc.get("version") != VERSION:
+        raise SnapshotFormatError(f"unsupported snapshot version {doc.get('version')!r}")
+    harness = _strings(doc, "harness_files")
+    library = _strings(doc, "library_files")
+    frames = _frames(doc.get("frames"))
+    return Snapshot(
+        pid=_int(doc, "pid"),
+        taken_at=_float(doc, "taken_at"),
+        requests=_int(doc, "requests") if "requests" in doc else 0,
+        rss_bytes=_int(doc, "rss_bytes"),
+        traced_bytes=_int(doc, "traced_bytes"),
+        tracemalloc_overhead_bytes=_int(doc, "tracemalloc_overhead_bytes"),
+        frames_limit=_int(doc, "frames_limit"),
+        duration_s=_float(doc, "duration_s"),
+        sites=_sites(doc.get("sites"), frames),
+        harness_files=harness,
+        library_files=library,
+    )
+
+
+def loads_snapshot(text: str | bytes) -> Snapshot:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotFormatError(f"not valid JSON: {exc}") from None
+    return snapshot_from_dict(doc)
+
+
+def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
+    """The inverse of `snapshot_from_dict` (used to write test fixtures and derived snapshots)."""
+    index: dict[Frame, int] = {}
+    sites = []
+    for traceback, stat in snapshot.sites.items():
+        sites.append([stat.size, stat.count, [index.setdefault(f, len(index)) for f in traceback]])
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "pid": snapshot.pid,
+        "taken_at": snapshot.taken_at,
+        "duration_s": snapshot.duration_s,
+        "requests": snapshot.requests,
+        "rss_bytes": snapshot.rss_bytes,
+        "traced_bytes": snapshot.traced_bytes,
+        "tracemalloc_overhead_bytes": snapshot.tracemalloc_overhead_bytes,
+        "frames_limit": snapshot.frames_limit,
+        "harness_files": list(snapshot.harness_files),
+        "library_files": list(snapshot.library_files),
+        "frames": [list(frame) for frame in index],
+        "sites": sites,
+    }

@@ -1,0 +1,91 @@
+"""Suspects: allocation sites (whole tracebacks) whose live memory grew over the measured run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from analysis.model import Frame, SiteStat, Snapshot, Traceback
+from analysis.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from analysis.report import Suspect
+
+_NO_MEMORY = SiteStat(0, 0)
+# tracemalloc's own module allocates while a snapshot is being taken.
+_ALWAYS_HARNESS = ("/tracemalloc.py", "<frozen importlib._bootstrap")
+
+
+def _is_under(file: str, prefixes: Sequence[str]) -> bool:
+    return any(file.startswith(prefix) for prefix in prefixes)
+
+
+def is_harness_frame(frame: Frame, harness_files: Sequence[str]) -> bool:
+    return _is_under(frame.file, harness_files) or frame.file.endswith(_ALWAYS_HARNESS[0])
+
+
+def user_frame(traceback: Traceback, library_files: Sequence[str]) -> Frame | None:
+    """The innermost frame in the user's own code, when the allocation itself happened in a
+    library (stdlib or an installed package). None when the allocation site is user code."""
+    if not traceback or not _is_under(traceback[-1].file, library_files):
+        return None
+    for frame in reversed(traceback):
+        if not _is_under(frame.file, library_files) and not frame.file.startswith("<"):
+            return frame
+    return None
+
+
+def is_steady(growth: Sequence[int], requests: Sequence[int], steady_ratio: float) -> bool:
+    """Still growing in the second half at a rate near the overall one (a leak), rather than
+    having filled up early and stopped (a plateau). Two points cannot tell: counted as steady."""
+    if len(growth) < 3:
+        return True
+    total_span = requests[-1] - requests[0]
+    overall = (growth[-1] - growth[0]) / total_span if total_span else 0.0
+    if overall <= 0:
+        return False
+    middle = len(growth) // 2
+    late_span = requests[-1] - requests[middle]
+    late = (growth[-1] - growth[middle]) / late_span if late_span else 0.0
+    return late >= steady_ratio * overall
+
+
+def find_suspects(snapshots: Sequence[Snapshot], measured: int, limits: Thresholds) -> tuple[Suspect, ...]:
+    from analysis.report import Suspect  # report imports this module
+
+    if len(snapshots) < 2 or measured <= 0:
+        return ()
+    first, last = snapshots[0], snapshots[-1]
+    harness = tuple(first.harness_files) + tuple(last.harness_files)
+    requests = [s.requests for s in snapshots]
+    found = []
+    for traceback, stat in last.sites.items():
+        before = first.sites.get(traceback, _NO_MEMORY)
+        size_diff = stat.size - before.size
+        if size_diff < limits.suspect_min_total_bytes:
+            continue
+        per_request = size_diff / measured
+        if per_request < limits.suspect_min_bytes_per_request:
+            continue
+        if not traceback or any(is_harness_frame(f, harness) for f in traceback):
+            continue
+        shown = tuple(f for f in traceback if not is_harness_frame(f, harness))
+        site = shown[-1]
+        growth = tuple(s.sites.get(traceback, _NO_MEMORY).size for s in snapshots)
+        found.append(
+            Suspect(
+                file=site.file,
+                line=site.line,
+                code=site.code,
+                size_diff=size_diff,
+                count_diff=stat.count - before.count,
+                bytes_per_request=per_request,
+                objects_per_request=(stat.count - before.count) / measured,
+                traceback=shown,
+                user_frame=user_frame(shown, last.library_files),
+                growth=growth,
+                steady=is_steady(growth, requests, limits.steady_ratio),
+            )
+        )
+    found.sort(key=lambda s: s.bytes_per_request, reverse=True)
+    return tuple(found[: limits.max_suspects])

@@ -1,0 +1,76 @@
+"""report.json, schema_version 1 (the contract in DESIGN.md; fields may be added, never renamed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from analysis.model import Frame
+from analysis.report import Report, Suspect
+from analysis.trend import Trend
+
+FORMAT = "json"
+FILENAME = "report.json"
+
+
+def _frame(frame: Frame) -> dict[str, Any]:
+    return {"file": frame.file, "line": frame.line, "function": frame.function, "code": frame.code}
+
+
+def _trend(trend: Trend) -> dict[str, Any]:
+    return {
+        "start": trend.start,
+        "end": trend.end,
+        "per_request": trend.per_request,
+        "fit": {"method": trend.method, "points": trend.points},
+    }
+
+
+def _suspect(suspect: Suspect) -> dict[str, Any]:
+    return {
+        "file": suspect.file,
+        "line": suspect.line,
+        "code": suspect.code,
+        "size_diff": suspect.size_diff,
+        "count_diff": suspect.count_diff,
+        "bytes_per_request": suspect.bytes_per_request,
+        "objects_per_request": suspect.objects_per_request,
+        "traceback": [_frame(f) for f in suspect.traceback],
+        "user_frame": _frame(suspect.user_frame) if suspect.user_frame else None,
+        "growth": list(suspect.growth),
+        "steady": suspect.steady,
+    }
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    return {
+        "schema_version": report.schema_version,
+        "verdict": report.verdict.kind,
+        "confidence": report.verdict.confidence,
+        "rule": report.verdict.rule,
+        "explanation": report.verdict.explanation,
+        "requests": asdict(report.requests),
+        "rss_bytes": _trend(report.rss),
+        "traced_bytes": _trend(report.traced),
+        "suspects": [_suspect(s) for s in report.suspects],
+        "checkpoints": [
+            {
+                "requests": c.requests,
+                "rss_bytes": c.rss_bytes,
+                "traced_bytes": c.traced_bytes,
+                "pause_s": c.pause_s,
+            }
+            for c in report.checkpoints
+        ],
+        "samples": [asdict(s) for s in report.samples],
+        "thresholds": asdict(report.thresholds),
+        "parameters": report.parameters,
+        "locust_stats": report.locust_stats,
+        "events": list(report.events),
+    }
+
+
+def render(report: Report, file: TextIO) -> None:
+    json.dump(report_to_dict(report), file, indent=2, default=str)
+    file.write("\n")

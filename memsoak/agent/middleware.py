@@ -1,0 +1,158 @@
+"""The agent: WSGI middleware that adds a token-guarded control endpoint to any app.
+
+Everything outside `PREFIX` goes to the app untouched. Under `PREFIX` the agent answers JSON
+only, to allowed client addresses only (loopback by default, judged from the socket's peer
+address, never from headers such as X-Forwarded-For), and only with the right bearer token.
+It never reads or writes a file whose name comes from a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from memsoak.agent import tracing
+
+PREFIX = "/__memsoak__/"
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+MAX_BODY_BYTES = 64 * 1024
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _Refusal(Exception):
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+class Agent:
+    """`app.wsgi_app = Agent(app.wsgi_app, token=...)` installs the agent in a Flask app."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        token: str | None = None,
+        *,
+        allow: Sequence[str] = LOOPBACK,
+    ) -> None:
+        token = token or os.environ.get("MEMSOAK_TOKEN")
+        if not token:
+            raise ValueError("the memsoak agent needs a token (argument or MEMSOAK_TOKEN)")
+        self.app = app
+        # Only the token's digest is kept, and digests are compared in constant time: both have
+        # the same length whatever the token's, so neither timing nor length leaks through it.
+        self._token_digest = _digest(token)
+        self._allowed = tuple(ipaddress.ip_network(net, strict=False) for net in allow)
+        self.requests_served = 0
+        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+            ("GET", "status"): self._status,
+            ("POST", "snapshot"): self._snapshot,
+            ("POST", "gc"): self._gc,
+            ("POST", "tracing"): self._tracing,
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(PREFIX):
+            self.requests_served += 1
+            return self.app(environ, start_response)
+        try:
+            body = self._control(environ, path[len(PREFIX) :])
+            return self._respond(start_response, "200 OK", body)
+        except _Refusal as refusal:
+            return self._respond(start_response, refusal.status, {"error": str(refusal)})
+
+    def _respond(self, start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [data]
+
+    def _client_allowed(self, environ: dict[str, Any]) -> bool:
+        try:
+            address = ipaddress.ip_address(environ.get("REMOTE_ADDR", "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in net for net in self._allowed)
+
+    def _authorized(self, environ: dict[str, Any]) -> bool:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, provided = header.partition(" ")
+        if scheme.lower() != "bearer" or not provided:
+            return False
+        return hmac.compare_digest(_digest(provided.strip()), self._token_digest)
+
+    def _read_json(self, environ: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise _Refusal("400 Bad Request", "bad Content-Length") from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            raise _Refusal("413 Content Too Large", f"body over {MAX_BODY_BYTES} bytes")
+        if length == 0:
+            return {}
+        try:
+            body = json.loads(environ["wsgi.input"].read(length))
+        except (ValueError, RecursionError):
+            raise _Refusal("400 Bad Request", "body is not JSON") from None
+        if not isinstance(body, dict):
+            raise _Refusal("400 Bad Request", "body must be a JSON object")
+        return body
+
+    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any]:
+        if not self._client_allowed(environ):
+            raise _Refusal("403 Forbidden", "forbidden")
+        if not self._authorized(environ):
+            raise _Refusal("401 Unauthorized", "unauthorized")
+        method = environ.get("REQUEST_METHOD", "GET")
+        handler = self._routes.get((method, name))
+        if handler is None:
+            if any(route == name for _, route in self._routes):
+                raise _Refusal("405 Method Not Allowed", "method not allowed")
+            raise _Refusal("404 Not Found", "no such control endpoint")
+        try:
+            return handler(self._read_json(environ))
+        except RuntimeError as exc:
+            raise _Refusal("409 Conflict", str(exc)) from None
+
+    def _status(self, _body: dict[str, Any]) -> dict[str, Any]:
+        return {**tracing.status(), "requests_served": self.requests_served}
+
+    def _snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+        min_site_bytes = body.get("min_site_bytes", 0)
+        if type(min_site_bytes) is not int or not 0 <= min_site_bytes <= 1 << 30:
+            raise _Refusal("400 Bad Request", "min_site_bytes must be an integer 0..2**30")
+        return tracing.take_snapshot(min_site_bytes)
+
+    def _gc(self, _body: dict[str, Any]) -> dict[str, Any]:
+        import gc
+
+        return {"collected": gc.collect()}
+
+    def _tracing(self, body: dict[str, Any]) -> dict[str, Any]:
+        enable = body.get("enable")
+        frames = body.get("frames")
+        if not isinstance(enable, bool) or not (
+            frames is None or (type(frames) is int and 1 <= frames <= 100)
+        ):
+            raise _Refusal("400 Bad Request", "expected {'enable': bool, 'frames': 1..100}")
+        return tracing.set_tracing(enable, frames)

@@ -1,0 +1,191 @@
+"""tracemalloc inside the target: snapshots grouped by traceback, in the wire format that
+`analysis.snapshot_io` reads (see its docstring)."""
+
+from __future__ import annotations
+
+import gc
+import linecache
+import os
+import re
+import sys
+import sysconfig
+import time
+import tokenize
+import tracemalloc
+from collections.abc import Iterable
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+import psutil
+
+# A site with this file anywhere in its traceback was allocated by the agent taking a snapshot
+# (linecache filling, caches below), not by the app.
+HARNESS_FILES = (os.path.abspath(__file__),)
+
+
+def library_files() -> tuple[str, ...]:
+    """Where the stdlib and installed packages live in *this* process (the target's view)."""
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    found.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    return tuple(sorted(os.path.join(p, "") for p in found))
+
+
+_DEFINITION = re.compile(r"^(\s*)(?:async\s+def|def|class)\s+(\w+)")
+
+
+def _read_source(filename: str) -> list[str]:
+    try:
+        with tokenize.open(filename) as file:
+            return file.readlines()
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        # Not a plain file (zip imports, frozen modules): ask the module's loader once.
+        lines = linecache.getlines(filename)
+        linecache.cache.pop(filename, None)
+        return lines
+
+
+def _function_spans(source: list[str]) -> list[tuple[int, int, str]]:
+    """(first line, last line, qualified name) of each function, outer ones first. A line scan
+    by indentation, not `ast`: it runs inside the traced target, where a full parse of every
+    file on the stack took tens of seconds under tracemalloc."""
+    spans: list[tuple[int, int, str]] = []
+    open_defs: list[tuple[int, int, str, bool]] = []  # (indent, first line, qualname, is_function)
+    last_code_line = 0
+
+    def close_to(indent: int) -> None:
+        while open_defs and open_defs[-1][0] >= indent:
+            _indent, first, name, is_function = open_defs.pop()
+            if is_function:
+                spans.append((first, last_code_line, name))
+
+    for number, text in enumerate(source, start=1):
+        stripped = text.strip()
+        if not stripped or stripped.startswith(("#", ")", "]", "}")):
+            continue
+        indent = len(text) - len(text.lstrip())
+        close_to(indent)
+        match = _DEFINITION.match(text)
+        if match:
+            parent = open_defs[-1][2] + "." if open_defs else ""
+            is_function = not stripped.startswith("class")
+            open_defs.append((indent, number, parent + match.group(2), is_function))
+        last_code_line = number
+    close_to(0)
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    return spans
+
+
+def _function_at(spans: list[tuple[int, int, str]], line: int) -> str:
+    name = "<module>"
+    for first, last, qualified in spans:
+        if first > line:
+            break
+        if line <= last:
+            name = qualified
+    return name
+
+
+def current_rss() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def status() -> dict[str, Any]:
+    traced, peak = tracemalloc.get_traced_memory()
+    return {
+        "pid": os.getpid(),
+        "rss_bytes": current_rss(),
+        "traced_bytes": traced,
+        "traced_peak_bytes": peak,
+        "tracing": tracemalloc.is_tracing(),
+        "frames_limit": tracemalloc.get_traceback_limit(),
+        "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _group_by_traceback(traces: list[Any]) -> list[tuple[Any, int, int]]:
+    """(traceback, size, count) per distinct traceback. Sorting and summing runs in C and
+    allocates per group, not per trace: under tracemalloc every allocation costs ~35x its
+    untraced price, and the target is paused meanwhile (measured: 0.75 s for 790k traces,
+    against 3 s for a dict of running sums)."""
+    traces.sort(key=itemgetter(2))
+    grouped = []
+    for traceback, group in groupby(traces, key=itemgetter(2)):
+        rows = list(group)
+        grouped.append((traceback, sum(map(itemgetter(1), rows)), len(rows)))
+    return grouped
+
+
+_descriptions: dict[tuple[str, int], tuple[str, str]] = {}
+
+
+def _describe(frames: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
+    """(function, source line) for each frame, remembered across snapshots. Each source file
+    is read once per new frame batch and not kept: linecache would hold every file on the
+    stack in the target, hundreds of thousands of traced strings."""
+    missing: dict[str, list[int]] = {}
+    for file, line in frames:
+        if (file, line) not in _descriptions:
+            missing.setdefault(file, []).append(line)
+    for file, lines in missing.items():
+        source = _read_source(file)
+        spans = _function_spans(source)
+        for line in lines:
+            code = source[line - 1].strip() if 0 < line <= len(source) else ""
+            _descriptions[(file, line)] = (_function_at(spans, line), code)
+    return _descriptions
+
+
+def take_snapshot(min_site_bytes: int = 0) -> dict[str, Any]:
+    """Collect garbage, then snapshot live traced memory grouped by traceback, leaving out
+    tracebacks holding less than `min_site_bytes` (an error of at most that much per site in a
+    diff, for a snapshot several times smaller and faster). Blocks the process while it runs;
+    `duration_s` says for how long."""
+    if not tracemalloc.is_tracing():
+        raise RuntimeError("tracemalloc is not tracing in the target")
+    started = time.perf_counter()
+    gc.collect()
+    traces = tracemalloc._get_traces()  # raw tuples: Snapshot() would wrap each in objects
+    traced, _peak = tracemalloc.get_traced_memory()
+    grouped = _group_by_traceback(traces)
+    del traces
+    frame_index: dict[tuple[str, int], int] = {}
+    sites = []
+    for traceback, size, count in grouped:
+        if size < min_site_bytes:
+            continue
+        # tracemalloc lists the most recent frame first; the wire format wants it last.
+        indexes = [frame_index.setdefault(frame, len(frame_index)) for frame in reversed(traceback)]
+        sites.append([size, count, indexes])
+    del grouped
+    described = _describe(frame_index)
+    frames = [[file, line, *described[(file, line)]] for file, line in frame_index]
+    return {
+        "format": "memsoak-snapshot",
+        "version": 1,
+        "pid": os.getpid(),
+        "taken_at": time.time(),
+        "duration_s": time.perf_counter() - started,
+        "rss_bytes": current_rss(),
+        "traced_bytes": traced,
+        "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory(),
+        "frames_limit": tracemalloc.get_traceback_limit(),
+        "min_site_bytes": min_site_bytes,
+        "harness_files": list(HARNESS_FILES),
+        "library_files": list(library_files()),
+        "frames": frames,
+        "sites": sites,
+    }
+
+
+def set_tracing(enable: bool, frames: int | None = None) -> dict[str, Any]:
+    if enable:
+        if tracemalloc.is_tracing() and frames and frames != tracemalloc.get_traceback_limit():
+            tracemalloc.stop()
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(frames or tracemalloc.get_traceback_limit() or 1)
+    elif tracemalloc.is_tracing():
+        tracemalloc.stop()
+    return status()

@@ -1,0 +1,52 @@
+"""memsoak as a Locust plugin. Importing this module (a locustfile does) adds the `--memsoak-*`
+options and, when Locust starts, registers the plugin on the environment.
+
+    from locust import task
+    from memsoak.locust import MemsoakHttpUser
+
+    class Shopper(MemsoakHttpUser):
+        @task
+        def home(self):
+            self.client.get("/")
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from locust import events
+from locust.env import Environment
+
+from memsoak.errors import MemsoakError
+from memsoak.locust.options import Settings, add_options
+from memsoak.locust.plugin import MemsoakPlugin
+from memsoak.locust.users import GATED_USERS, MemsoakHttpUser, MemsoakRequestsUser
+
+__all__ = ["MemsoakHttpUser", "MemsoakPlugin", "MemsoakRequestsUser"]
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any, **_: Any) -> None:
+    add_options(parser)
+
+
+def _check_user_classes(environment: Environment) -> None:
+    ungated = [cls.__name__ for cls in environment.user_classes if not issubclass(cls, GATED_USERS)]
+    if ungated:
+        raise MemsoakError(
+            f"user class(es) {', '.join(ungated)} cannot keep an exact request budget: "
+            "derive them from memsoak.locust.MemsoakHttpUser (or MemsoakRequestsUser)"
+        )
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    if environment.parsed_options is None:  # Locust used as a library: the caller registers
+        return
+    try:
+        _check_user_classes(environment)
+        MemsoakPlugin(Settings.from_options(environment.parsed_options)).register(environment)
+    except MemsoakError as exc:
+        print(f"memsoak: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_code) from None

@@ -11,7 +11,6 @@ Everything is written as it arrives, atomically, so a run that dies at any point
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -120,4 +119,9 @@ def render_run(
 def default_out_dir() -> Path:
     import time
 
-    return Path("memsoak-out") / time.strftime("%Y%m%d-%H%M%S") / f"{os.getpid()}"
+    base = Path("memsoak-out") / time.strftime("%Y%m%d-%H%M%S")
+    path, suffix = base, 1
+    while path.exists():
+        suffix += 1
+        path = base.with_name(f"{base.name}-{suffix}")
+    return path

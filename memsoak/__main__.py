@@ -1,0 +1,3 @@
+from memsoak.cli import run_cli
+
+run_cli()

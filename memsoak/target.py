@@ -1,0 +1,109 @@
+"""A target app started by memsoak: `python -m memsoak.serve` in a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from memsoak.errors import MemsoakError, TargetError
+
+START_TIMEOUT_S = 60.0
+EXIT_BAD_APP = 2  # memsoak.serve's exit code for an app it cannot import or serve
+
+
+class TargetProcess:
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    def start(
+        cls,
+        app: str,
+        *,
+        token: str,
+        log_path: Path,
+        app_dir: str | None = None,
+        frames: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> TargetProcess:
+        command = [sys.executable, "-m", "memsoak.serve", app, "--bind", "127.0.0.1:0"]
+        if app_dir:
+            command += ["--app-dir", app_dir]
+        if frames is not None:
+            command += ["--frames", str(frames)]
+        command += list(extra_args)
+        env = {**os.environ, "MEMSOAK_TOKEN": token}  # not argv: argv is visible to `ps`
+        log = open(log_path, "ab")  # the child keeps writing to it
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env)
+        finally:
+            log.close()
+        url = cls._wait_ready(process, log_path)
+        return cls(process, url, log_path)
+
+    @staticmethod
+    def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> str:
+        assert process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        line = b""
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            if not selector.select(timeout=0.2):
+                if process.poll() is not None:
+                    break
+                continue
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+        selector.close()
+        if line.endswith(b"\n"):
+            try:
+                return str(json.loads(line)["url"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        code = process.poll()
+        if code is None:
+            process.kill()
+            process.wait()
+            raise TargetError(f"the target did not start within {START_TIMEOUT_S:.0f} s (log: {log_path})")
+        last = last_lines(log_path, 1)
+        reason = last[0] if last else f"exit code {code}"
+        error = MemsoakError if code == EXIT_BAD_APP else TargetError
+        raise error(f"the target did not start: {reason.removeprefix('memsoak serve: error: ')}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return [line.rstrip("\n") for line in deque(file, maxlen=count)]
+    except OSError:
+        return []

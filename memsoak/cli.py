@@ -60,6 +60,25 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from analysis.writers import UnknownFormat, parse_formats
+
+    try:
+        return parse_formats(text)
+    except UnknownFormat as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        type=_formats,
+        default=None,
+        metavar="LIST",
+        help="reports to write, comma-separated: json, markdown, html, junit, csv (default: all)",
+    )
+
+
 def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     from memsoak.locust.options import DEFAULT_CHECKPOINTS, DEFAULT_REQUESTS, DEFAULT_WARMUP
     from memsoak.run import DEFAULT_APP, DEFAULT_LOCUSTFILE
@@ -88,6 +107,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
     p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    _add_format(p)
     p.set_defaults(handler=_run)
 
 
@@ -144,6 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("report", help="render the reports of a run directory again")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_format(p)
     p.set_defaults(handler=_report)
 
 
@@ -151,7 +172,7 @@ def _report(args: argparse.Namespace) -> int:
     from memsoak.rundir import render_run
     from memsoak.summary import summary_lines
 
-    report, paths = render_run(args.run_dir)
+    report, paths = render_run(args.run_dir, formats=args.format)
     for line in summary_lines(report, paths):
         print(line)
     return 0

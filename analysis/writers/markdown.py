@@ -16,6 +16,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
+def _load_line(stats: dict[str, object]) -> str:
+    parts = []
+    for key, label in (("rps", "req/s"), ("p50_ms", "ms median"), ("p95_ms", "ms p95"), ("p99_ms", "ms p99")):
+        value = stats.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{value:,} {label}")
+    return ", ".join(parts)
+
+
 def render(report: Report, file: TextIO) -> None:
     verdict = report.verdict
     requests = report.requests
@@ -33,6 +42,9 @@ def render(report: Report, file: TextIO) -> None:
         f"\nRequests: {requests.measured:,} measured, {requests.warmup:,} warm-up, "
         f"{requests.failed:,} failed.\n"
     )
+    load = _load_line(report.locust_stats)
+    if load:
+        w(f"Load (Locust): {load}.\n")
     if report.suspects:
         w("\n## Top suspects\n\n| site | code | B/request | objects/request | grew |\n")
         w("| --- | --- | ---: | ---: | ---: |\n")

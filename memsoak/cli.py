@@ -133,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_leak=args.fail_on_leak,
             frames=args.frames,
             max_time_s=args.max_time,
+            formats=args.format or (),
         )
     )
 

@@ -36,6 +36,7 @@ class RunOptions:
     fail_on_leak: bool
     frames: int | None
     max_time_s: int
+    formats: tuple[str, ...] = ()  # report writers to run; empty: all
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -62,11 +63,16 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
     ]  # fmt: skip
     if options.fail_on_leak:
         command.append("--memsoak-fail-on-leak")
+    if options.formats:
+        command += ["--memsoak-format", ",".join(options.formats)]
     return command
 
 
 def _drive_locust(options: RunOptions, url: str, token: str) -> int:
-    env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token}
+    from memsoak.progress import ENV as PROGRESS_ENV
+    from memsoak.progress import TerminalView
+
+    env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
     log_path = options.out / "locust.log"
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
@@ -79,10 +85,10 @@ def _drive_locust(options: RunOptions, url: str, token: str) -> int:
         )
         assert process.stdout is not None
         try:
-            for line in process.stdout:
-                log.write(line)
-                if line.startswith("memsoak"):
-                    print(line, end="", flush=True)
+            with TerminalView() as view:
+                for line in process.stdout:
+                    log.write(line)
+                    view.feed(line)
             return process.wait()
         except KeyboardInterrupt:
             # Locust got the same Ctrl-C from the terminal: let it write its partial report.

@@ -187,7 +187,9 @@ def test_html_report_has_verdict_charts_suspects_and_stats(leak: Report) -> None
     assert leak.verdict.explanation in body
     header, *rows = page.rows["suspects"]
     assert header[:4] == ["#", "site", "source line", "bytes/request"]
-    assert rows[0][1].startswith(f"{APP}:6")
+    assert len(rows) == 2 * len(leak.suspects)  # each suspect, then its folded traceback
+    assert rows[0][1].startswith("fetchuserdata.py:6") and APP in rows[0][1]
+    assert rows[1][1].startswith("traceback, 2 frames") and "users_list.extend(data)" in rows[1][1]
     assert rows[0][2] == "users_list.extend(data)"
     assert float(rows[0][3].replace(",", "")) == pytest.approx(LEAK_PER_REQUEST, rel=0.01)
     assert text.count("<details>") == len(leak.suspects)
@@ -196,6 +198,7 @@ def test_html_report_has_verdict_charts_suspects_and_stats(leak: Report) -> None
     assert "&lt;done&gt; &amp; saved" in text
     stats = dict((row[0], row[1]) for row in page.rows["locust-stats"])
     assert stats["requests/s"] == "250.0" and stats["95th percentile (ms)"] == "40"
+    assert stats["requests"] == f"{MEASURED + 200:,}"
     assert dict((r[0], r[1]) for r in page.rows["parameters"])["users"] == "10"
     assert len(page.rows["checkpoints"]) == 1 + len(leak.checkpoints)
 

@@ -113,7 +113,8 @@ def memory_chart(report: Report) -> str:
     axes.set_ylabel("MiB")
     axes.set_title("Memory of the target against measured requests", loc="left", fontsize=11)
     if axes.lines:
-        axes.legend(loc="upper left", fontsize=8, frameon=False)
+        # Beside the plot, not on it: the lines start at the top left and end at the top right.
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _svg(figure, "memsoak-memory")
 
 
@@ -138,7 +139,7 @@ def suspects_chart(report: Report) -> str:
     axes.set_ylabel("live MiB")
     axes.set_title("Live size of the top suspects at each snapshot", loc="left", fontsize=11)
     if axes.lines:
-        axes.legend(loc="upper left", fontsize=8, frameon=False)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _svg(figure, "memsoak-suspects")
 
 
@@ -170,9 +171,17 @@ def _stats_rows(stats: dict[str, object]) -> list[tuple[str, object]]:
         "p99_ms": "99th percentile (ms)",
         "max_ms": "max (ms)",
     }
-    rows = [(labels[k], stats[k]) for k in labels if k in stats]
-    rows.extend((k, v) for k, v in stats.items() if k not in labels)
+    rows = [(labels[k], _number(stats[k])) for k in labels if k in stats]
+    rows.extend((k, _number(v)) for k, v in stats.items() if k not in labels)
     return rows
+
+
+def _number(value: object) -> object:
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return value
 
 
 def context(report: Report) -> dict[str, Any]:

@@ -64,6 +64,12 @@ def add_options(parser: Any) -> None:
         help="exit 1 when the verdict is a leak",
     )
     group.add_argument(
+        "--memsoak-format",
+        default="all",
+        env_var="LOCUST_MEMSOAK_FORMAT",
+        help="reports to write, comma-separated: json, markdown, html, junit, csv (default all)",
+    )
+    group.add_argument(
         "--memsoak-sample-interval",
         type=float,
         default=1.0,
@@ -90,6 +96,7 @@ class Settings:
     fail_on_leak: bool
     sample_interval: float
     agent_timeout: float
+    formats: tuple[str, ...] = ()  # report writers to run; empty: all
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -108,7 +115,13 @@ class Settings:
         token = options.memsoak_agent_token or os.environ.get("MEMSOAK_TOKEN", "")
         if not token:
             raise MemsoakError("no agent token: pass --memsoak-agent-token or set MEMSOAK_TOKEN")
+        from analysis.writers import UnknownFormat, parse_formats
         from memsoak.rundir import default_out_dir
+
+        try:
+            formats = parse_formats(getattr(options, "memsoak_format", "all") or "all")
+        except UnknownFormat as exc:
+            raise MemsoakError(f"--memsoak-format: {exc}") from None
 
         return cls(
             requests=requests,
@@ -120,4 +133,5 @@ class Settings:
             fail_on_leak=bool(options.memsoak_fail_on_leak),
             sample_interval=options.memsoak_sample_interval,
             agent_timeout=options.memsoak_agent_timeout,
+            formats=formats,
         )

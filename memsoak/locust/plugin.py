@@ -7,6 +7,7 @@ private listeners to Locust's events in one place.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +20,8 @@ from analysis.report import Report, build_report
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
+from memsoak.progress import ENV as PROGRESS_ENV
+from memsoak.progress import progress_line, summary_line
 from memsoak.rundir import RunDir
 from memsoak.summary import summary_lines
 
@@ -30,6 +33,7 @@ MAX_SAMPLES = 2000
 # Tracebacks holding less than this are left out of snapshots: at most this many bytes of error
 # per site in a diff (0.03 B/request over 10,000 requests), for snapshots ~5x smaller and faster.
 MIN_SITE_BYTES = 256
+PROGRESS_INTERVAL_S = 0.5
 
 
 class MemsoakPlugin:
@@ -40,6 +44,8 @@ class MemsoakPlugin:
         self.environment: Environment | None = None
         self.gate: RequestGate | None = None
         self.report: Report | None = None
+        # `memsoak run` renders machine-readable progress lines; plain Locust keeps its own output.
+        self.progress = os.environ.get(PROGRESS_ENV) == "1"
         self._reset()
 
     def _reset(self) -> None:
@@ -48,6 +54,7 @@ class MemsoakPlugin:
         self.target_failed = False
         self._measuring_since: float | None = None
         self._sampler: gevent.Greenlet | None = None
+        self._progress: gevent.Greenlet | None = None
         self._sample_interval = self.settings.sample_interval
 
     def register(self, environment: Environment) -> None:
@@ -56,6 +63,10 @@ class MemsoakPlugin:
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stop.add_listener(self._on_test_stop)
         environment.events.request.add_listener(self._on_request)
+        if environment.web_ui is not None:
+            from memsoak.locust.webui import MemoryTab
+
+            MemoryTab(self).install(environment.web_ui)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -67,6 +78,8 @@ class MemsoakPlugin:
         settings = self.settings
         boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
         self.gate = RequestGate(boundaries, self._on_boundary)
+        if self.progress:
+            self._progress = gevent.spawn(self._progress_forever)
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
         if exception is not None and self._measuring_since is not None:
@@ -77,8 +90,9 @@ class MemsoakPlugin:
         if gate is None:
             return
         gate.close()
-        if self._sampler is not None:
-            self._sampler.kill(block=False)
+        for greenlet in (self._sampler, self._progress):
+            if greenlet is not None:
+                greenlet.kill(block=False)
         measured = max(0, gate.completed - self.settings.warmup)
         snapshots = self.data.snapshots
         if measured < self.settings.requests:
@@ -92,9 +106,12 @@ class MemsoakPlugin:
         self.report = build_report(self.data)
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)
-        paths = self.run_dir.write_reports(self.report)
-        for line in summary_lines(self.report, paths):
-            print(line, flush=True)
+        paths = self.run_dir.write_reports(self.report, self.settings.formats or None)
+        if self.progress:
+            print(summary_line(self.report, paths), flush=True)
+        else:
+            for line in summary_lines(self.report, paths):
+                print(line, flush=True)
         if self.target_failed:
             environment.process_exit_code = EXIT_TARGET_FAILED
         elif self.settings.fail_on_leak and self.report.verdict.kind == "leak":
@@ -157,6 +174,32 @@ class MemsoakPlugin:
                 self.data.samples[:] = self.data.samples[::2]
                 self._sample_interval *= 2
 
+    def latest_memory(self) -> tuple[int | None, int | None]:
+        """The target's RSS and traced bytes at the last reading (sample or snapshot)."""
+        readings = [*self.data.samples[-1:], *self.data.snapshots[-1:]]
+        if not readings:
+            return None, None
+        latest = max(readings, key=lambda r: r.requests)
+        return latest.rss_bytes, latest.traced_bytes
+
+    def _progress_forever(self) -> None:
+        while self.gate is not None:
+            gate = self.gate
+            rss, traced = self.latest_memory()
+            stats = self.environment.stats.total if self.environment else None
+            print(
+                progress_line(
+                    completed=gate.completed,
+                    warmup=self.settings.warmup,
+                    requests=self.settings.requests,
+                    rps=stats.current_rps if stats is not None else 0.0,
+                    rss_bytes=rss,
+                    traced_bytes=traced,
+                ),
+                flush=True,
+            )
+            gevent.sleep(PROGRESS_INTERVAL_S)
+
     def _target_failed(self, message: str) -> None:
         self.target_failed = True
         self._event(message)
@@ -172,6 +215,8 @@ class MemsoakPlugin:
 
     def _event(self, message: str) -> None:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")
+        if self.progress:
+            print(f"memsoak: {message}", flush=True)
 
     def _parameters(self, environment: Environment) -> dict[str, object]:
         options = environment.parsed_options

@@ -211,7 +211,9 @@ class MemsoakPlugin:
             self.gate.close()
         runner = self.environment.runner if self.environment else None
         if runner is not None:
-            gevent.spawn(runner.quit)
+            # With the web UI up, stop the load but keep the UI (and its Memory tab) serving.
+            headless = self.environment is None or self.environment.web_ui is None
+            gevent.spawn(runner.quit if headless else runner.stop)
 
     def _event(self, message: str) -> None:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")

@@ -1,0 +1,113 @@
+"""The Memory tab in Locust's web UI: real target, real `locust` with its web UI, real browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser import browser_page
+from tests.conftest import REPO
+
+MEASURED = 2000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"locust exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"locust's web UI did not answer at {url}: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def locust_web(start_target, token: str, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    target = start_target("targets.seed_leak.app:app")
+    port = _free_port()
+    log = tmp_path / "locust.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "locust",
+                "-f", str(REPO / "locustfiles" / "seed.py"),
+                "--host", target.url,
+                "--web-host", "127.0.0.1", "--web-port", str(port),
+                "-u", "5", "-r", "5",
+                "--memsoak-requests", str(MEASURED), "--memsoak-warmup", "50",
+                "--memsoak-checkpoints", "8", "--memsoak-sample-interval", "0.3",
+                "--memsoak-out", str(tmp_path / "out"),
+            ],  # fmt: skip
+            cwd=tmp_path,
+            env={**os.environ, "MEMSOAK_TOKEN": token},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{url}/stats/requests", process, log)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _rows(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return [" | ".join(row.split("\t")) for row in page.locator("table tbody tr").all_inner_texts()]
+
+
+def test_memory_tab_shows_live_memory_and_suspects(locust_web: str, tmp_path: Path) -> None:
+    with browser_page() as (page, errors):
+        page.goto(locust_web + "/")
+        page.get_by_role("button", name="Start").click()  # a run started from the UI, as a user would
+        page.get_by_role("tab", name="Memory").click()
+        page.locator("table tbody tr").first.wait_for(timeout=30_000)
+        headers = page.locator("table thead th").all_inner_texts()
+        assert headers == ["What", "Now", "Per measured request", "Detail"]
+        seen: list[list[str]] = []
+        deadline = time.monotonic() + 240
+        # Poll what the page shows (it refreshes itself every two seconds) until a suspect is
+        # named and the rows have changed at least twice; the run stops itself at MEASURED.
+        while time.monotonic() < deadline:
+            rows = _rows(page)
+            if not seen or rows != seen[-1]:
+                seen.append(rows)
+            if len(seen) >= 3 and any(r.startswith("suspect #1 fetchuserdata.py:6") for r in rows):
+                break
+            time.sleep(0.5)
+        page.screenshot(path=str(tmp_path / "memory-tab.png"), full_page=True)
+        assert errors == []
+    last = seen[-1]
+    assert len(seen) >= 3, seen
+    assert last[0].startswith("requests | ") and "measured" in last[0], last
+    assert last[1].startswith("RSS | ") and "MiB" in last[1], last
+    assert last[2].startswith("traced memory | "), last
+    (suspect,) = [r for r in last if r.startswith("suspect #1 ")]
+    assert suspect.startswith("suspect #1 fetchuserdata.py:6") and suspect.endswith("users_list.extend(data)")
+    # the rate column: about 40 KB per request for the seed leak
+    rate = float(suspect.split(" | ")[2].removesuffix(" B").replace(",", ""))
+    assert 30_000 < rate < 50_000, suspect

@@ -171,12 +171,11 @@ def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from memsoak.progress import TerminalView, summary_doc
     from memsoak.rundir import render_run
-    from memsoak.summary import summary_lines
 
     report, paths = render_run(args.run_dir, formats=args.format)
-    for line in summary_lines(report, paths):
-        print(line)
+    TerminalView().print_summary(summary_doc(report, paths))
     return 0
 
 

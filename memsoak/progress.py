@@ -47,35 +47,37 @@ def progress_line(
 
 
 def summary_line(report: Report, paths: Sequence[Path]) -> str:
+    return SUMMARY + json.dumps(summary_doc(report, paths), separators=(",", ":"))
+
+
+def summary_doc(report: Report, paths: Sequence[Path]) -> dict[str, Any]:
+    """What the end-of-run summary shows, as plain JSON-able data."""
     verdict = report.verdict
-    return SUMMARY + json.dumps(
-        {
-            "verdict": verdict.kind,
-            "confidence": verdict.confidence,
-            "rule": verdict.rule,
-            "explanation": verdict.explanation,
-            "requests": {
-                "measured": report.requests.measured,
-                "warmup": report.requests.warmup,
-                "failed": report.requests.failed,
-            },
-            "rss": [report.rss.start, report.rss.end, report.rss.per_request],
-            "traced": [report.traced.start, report.traced.end, report.traced.per_request],
-            "suspects": [
-                {
-                    "file": s.file,
-                    "line": s.line,
-                    "code": s.code,
-                    "bytes_per_request": s.bytes_per_request,
-                    "size_diff": s.size_diff,
-                }
-                for s in report.suspects[:TOP]
-            ],
-            "events": [e for e in report.events if "failed" in e or "stopped" in e],
-            "reports": [str(p) for p in paths],
+    return {
+        "verdict": verdict.kind,
+        "confidence": verdict.confidence,
+        "rule": verdict.rule,
+        "explanation": verdict.explanation,
+        "requests": {
+            "measured": report.requests.measured,
+            "warmup": report.requests.warmup,
+            "failed": report.requests.failed,
         },
-        separators=(",", ":"),
-    )
+        "rss": [report.rss.start, report.rss.end, report.rss.per_request],
+        "traced": [report.traced.start, report.traced.end, report.traced.per_request],
+        "suspects": [
+            {
+                "file": s.file,
+                "line": s.line,
+                "code": s.code,
+                "bytes_per_request": s.bytes_per_request,
+                "size_diff": s.size_diff,
+            }
+            for s in report.suspects[:TOP]
+        ],
+        "events": [e for e in report.events if "failed" in e or "stopped" in e],
+        "reports": [str(p) for p in paths],
+    }
 
 
 # -- the CLI's side -----------------------------------------------------------------------------
@@ -132,18 +134,22 @@ class TerminalView:
     def _progress(self, doc: dict[str, Any]) -> None:
         completed, warmup, requests = doc["completed"], doc["warmup"], doc["requests"]
         phase, done, total = (
-            ("warm-up", completed, warmup) if completed < warmup else ("measured", completed - warmup, requests)
+            ("warm-up", completed, warmup)
+            if completed < warmup
+            else ("measured", completed - warmup, requests)
         )
         memory = "target RSS " + (human_bytes(doc["rss_bytes"]) if doc.get("rss_bytes") else "—")
         if doc.get("traced_bytes"):
             memory += f", traced {human_bytes(doc['traced_bytes'])}"
-        fields = {"rps": f"{doc['rps']:,.0f} req/s", "memory": memory}
+        rps = f"{doc['rps']:,.0f} req/s"
         if self._task is None:
-            self._task = self.progress.add_task(phase, total=total, completed=done, **fields)
+            self._task = self.progress.add_task(phase, total=total, completed=done, rps=rps, memory=memory)
         elif phase != self._phase:
-            self.progress.reset(self._task, total=total, completed=done, description=phase, **fields)
+            self.progress.reset(
+                self._task, total=total, completed=done, description=phase, rps=rps, memory=memory
+            )
         else:
-            self.progress.update(self._task, completed=done, **fields)
+            self.progress.update(self._task, completed=done, rps=rps, memory=memory)
         self._phase = phase
 
     def print_summary(self, doc: dict[str, Any]) -> None:
@@ -151,8 +157,11 @@ class TerminalView:
 
         out = self.console
         requests = doc["requests"]
+        headline = (
+            f"verdict {doc['verdict'].upper()} (confidence {doc['confidence']:.2f}, rule {doc['rule']})"
+        )
         out.print(
-            f"memsoak: verdict {doc['verdict'].upper()} (confidence {doc['confidence']:.2f}, rule {doc['rule']})",
+            f"memsoak: {headline}",
             markup=False,
             style="bold red" if "leak" in doc["verdict"] and doc["verdict"] != "no-leak" else "bold",
         )

@@ -23,12 +23,22 @@ def seed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     result = run_process(
         [
             sys.executable,
-            "-m", "memsoak", "run",
-            "--app", "targets.seed_leak.app:app",
-            "--requests", str(MEASURED), "--warmup", "100", "--checkpoints", "4",
-            "--format", "html,junit,json",
-            "--out", str(out),
-        ],  # fmt: skip
+            "-m",
+            "memsoak",
+            "run",
+            "--app",
+            "targets.seed_leak.app:app",
+            "--requests",
+            str(MEASURED),
+            "--warmup",
+            "100",
+            "--checkpoints",
+            "4",
+            "--format",
+            "html,junit,json",
+            "--out",
+            str(out),
+        ],
         cwd=out.parent,
         timeout=600,
     )
@@ -43,7 +53,9 @@ def test_run_writes_only_the_chosen_formats(seed_run: tuple[Path, subprocess.Com
     assert not (out / "series.csv").exists() and not (out / "report.md").exists()
 
 
-def test_terminal_shows_progress_then_a_summary(seed_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_terminal_shows_progress_then_a_summary(
+    seed_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     out, result = seed_run
     stdout = result.stdout
     # The plugin's machine-readable lines are rendered, never shown raw.

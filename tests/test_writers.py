@@ -18,8 +18,7 @@ import pytest
 
 from analysis.model import Frame, RequestCounts, RunData, Sample, SiteStat, Snapshot
 from analysis.report import Report, build_report
-from analysis.writers import WRITERS, UnknownFormat, parse_formats
-from analysis.writers import csv_series, html, junit, markdown
+from analysis.writers import WRITERS, UnknownFormat, csv_series, html, junit, markdown, parse_formats
 from memsoak.cli import main
 from memsoak.rundir import RunDir
 
@@ -60,14 +59,24 @@ def leak_run(measured: int = MEASURED) -> RunData:
     points = [round(measured * i / 4) for i in range(5)]
     snapshots = [_snapshot(r) for r in points]
     samples = [
-        Sample(requests=r, elapsed_s=r / 250, rss_bytes=_snapshot(r).rss_bytes, traced_bytes=_snapshot(r).traced_bytes)
+        Sample(
+            requests=r,
+            elapsed_s=r / 250,
+            rss_bytes=_snapshot(r).rss_bytes,
+            traced_bytes=_snapshot(r).traced_bytes,
+        )
         for r in range(50, measured, 100)
     ]
     return RunData(
         snapshots=snapshots,
         samples=samples,
         requests=RequestCounts(warmup=200, measured=measured, failed=3),
-        parameters={"requests": measured, "users": 10, "locustfile": "/repo/locustfiles/seed.py", "host": None},
+        parameters={
+            "requests": measured,
+            "users": 10,
+            "locustfile": "/repo/locustfiles/seed.py",
+            "host": None,
+        },
         locust_stats={"requests": measured + 200, "failures": 3, "rps": 250.0, "p50_ms": 12, "p95_ms": 40},
         events=["17:00:00 test started", "17:00:09 final snapshot <done> & saved"],
     )
@@ -77,9 +86,7 @@ def quiet_run() -> RunData:
     snapshots = []
     for r in (0, 500, 1000):
         sites = {STILL_TB: SiteStat(3_000_000, 20_000)}
-        snapshots.append(
-            Snapshot(4242, 0.0, r, 50_000_000, 3_000_000, 100_000, 10, 0.1, sites)
-        )
+        snapshots.append(Snapshot(4242, 0.0, r, 50_000_000, 3_000_000, 100_000, 10, 0.1, sites))
     return RunData(snapshots, [], RequestCounts(100, 1000, 0))
 
 
@@ -320,7 +327,9 @@ def _saved_run(path: Path) -> Path:
     return path
 
 
-def test_report_command_renders_the_chosen_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_renders_the_chosen_formats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = _saved_run(tmp_path / "run")
     assert main(["report", str(run_dir), "--format", "junit,csv"]) == 0
     assert sorted(p.name for p in run_dir.glob("*.*")) == ["junit.xml", "run.json", "series.csv"]

@@ -81,7 +81,9 @@ def render(report: Report, file: TextIO) -> None:
     )
     details = _details(report)
     if failing:
-        failure = ET.SubElement(case, "failure", message=_x(f"{kind}: {report.verdict.explanation}"), type=kind)
+        failure = ET.SubElement(
+            case, "failure", message=_x(f"{kind}: {report.verdict.explanation}"), type=kind
+        )
         failure.text = details
     elif skipped:
         ET.SubElement(case, "skipped", message=_x(f"inconclusive: {report.verdict.explanation}"))

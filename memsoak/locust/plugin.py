@@ -15,7 +15,7 @@ from typing import Any
 import gevent
 from locust.env import Environment
 
-from analysis.model import RequestCounts, RunData, Sample
+from analysis.model import RequestCounts, RunData, Sample, Snapshot
 from analysis.report import Report, build_report
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
@@ -174,13 +174,15 @@ class MemsoakPlugin:
                 self.data.samples[:] = self.data.samples[::2]
                 self._sample_interval *= 2
 
+    def latest_reading(self) -> Sample | Snapshot | None:
+        """The most recent reading of the target's memory: a sample or a snapshot."""
+        readings: list[Sample | Snapshot] = [*self.data.samples[-1:], *self.data.snapshots[-1:]]
+        return max(readings, key=lambda r: r.requests, default=None)
+
     def latest_memory(self) -> tuple[int | None, int | None]:
-        """The target's RSS and traced bytes at the last reading (sample or snapshot)."""
-        readings = [*self.data.samples[-1:], *self.data.snapshots[-1:]]
-        if not readings:
-            return None, None
-        latest = max(readings, key=lambda r: r.requests)
-        return latest.rss_bytes, latest.traced_bytes
+        """The target's RSS and traced bytes at the last reading."""
+        latest = self.latest_reading()
+        return (latest.rss_bytes, latest.traced_bytes) if latest is not None else (None, None)
 
     def _progress_forever(self) -> None:
         while self.gate is not None:

@@ -51,7 +51,8 @@ class MemoryTab:
         web_ui.template_args["extended_tables"] = [
             {"key": KEY, "structure": [{"key": key, "title": title} for key, title in COLUMNS]}
         ]
-        web_ui.app.after_request(self._extend_stats)
+        if web_ui.app is not None:
+            web_ui.app.after_request(self._extend_stats)
 
     def _extend_stats(self, response: Response) -> Response:
         from flask import request
@@ -83,7 +84,7 @@ class MemoryTab:
         rows.append(_row("requests", progress, "", f"{len(data.snapshots)} snapshots taken"))
         baseline = data.snapshots[0] if data.snapshots else None
         rss, traced = plugin.latest_memory()
-        latest = max([*data.samples[-1:], *data.snapshots[-1:]], key=lambda r: r.requests, default=None)
+        latest = plugin.latest_reading()
         for name, now, attribute in (("RSS", rss, "rss_bytes"), ("traced memory", traced, "traced_bytes")):
             if now is None:
                 rows.append(_row(name, "waiting for the baseline snapshot", "", ""))

@@ -351,3 +351,21 @@ def test_report_command_refuses_an_unknown_format(tmp_path: Path, capsys: pytest
 def test_markdown_has_the_load_numbers(leak: Report) -> None:
     text = _render(markdown, leak)
     assert "Load (Locust): 250.0 req/s, 12 ms median, 40 ms p95." in text
+
+
+def test_every_writer_copes_with_a_run_that_gathered_nothing(tmp_path: Path) -> None:
+    # A target that died before its baseline snapshot: still a report, in every format.
+    report = build_report(RunData([], [], RequestCounts(0, 0, 0), events=["target died"]))
+    for name, (filename, render) in WRITERS.items():
+        buffer = io.StringIO()
+        render(report, buffer)
+        text = buffer.getvalue()
+        assert text, name
+        if filename.endswith(".json"):
+            json.loads(text)
+        elif filename.endswith(".xml"):
+            assert ET.fromstring(text.split("\n", 1)[1]).find(".//skipped") is not None
+        elif filename.endswith(".html"):
+            assert "target died" in "".join(_page(text).text)
+        elif filename.endswith(".csv"):
+            assert text.splitlines() == [",".join(csv_series.COLUMNS)]

@@ -23,6 +23,10 @@ class AgentError(TargetError):
     """The agent did not answer, or answered with an error."""
 
 
+class AgentTimeout(AgentError):
+    """The agent did not answer within the client's timeout (a hung or stopped target)."""
+
+
 class _RateLimited(Exception):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(retry_after_s)
@@ -97,12 +101,12 @@ class AgentClient:
                 raise _RateLimited(_retry_after_s(exc.headers.get("Retry-After"))) from None
             raise AgentError(f"the agent at {self.base_url} answered HTTP {exc.code} to {name}") from None
         except TimeoutError:
-            raise AgentError(
+            raise AgentTimeout(
                 f"the agent at {self.base_url} did not answer {name} within {self.timeout:g} s"
             ) from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
-                raise AgentError(
+                raise AgentTimeout(
                     f"the agent at {self.base_url} did not answer {name} within {self.timeout:g} s"
                 ) from None
             raise AgentError(f"no agent answering at {self.base_url}: {exc.reason}") from None

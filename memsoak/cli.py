@@ -88,6 +88,12 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
     p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    p.add_argument(
+        "--agent-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds to wait for the agent (a snapshot included) before the target counts as failed",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -113,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_leak=args.fail_on_leak,
             frames=args.frames,
             max_time_s=args.max_time,
+            agent_timeout_s=args.agent_timeout,
         )
     )
 

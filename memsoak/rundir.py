@@ -70,6 +70,24 @@ class RunDir:
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
 
+    def add_events(self, events: Iterable[str], status: str) -> None:
+        """Append events to a saved run (what the conductor saw that Locust could not) and set
+        its status; atomically, like every write here."""
+        path = self.path / RUN_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        if not isinstance(state, dict) or not isinstance(state.get("requests"), dict):
+            # Locust never saved one (it died before test start): a minimal run to report on.
+            state = {"requests": {"warmup": 0, "measured": 0, "failed": 0}, "samples": [], "events": []}
+        if not isinstance(state.get("events"), list):
+            state["events"] = []
+        state["events"].extend(events)
+        state["status"] = status
+        with atomic_text(path) as file:
+            json.dump(state, file, indent=1, default=str)
+
     def write_reports(self, report: Report, formats: Iterable[str] | None = None) -> list[Path]:
         written = []
         for name in formats or WRITERS:

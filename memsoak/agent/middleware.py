@@ -126,7 +126,7 @@ class Agent:
         except _Refusal as refusal:
             data = json.dumps({"error": str(refusal)}).encode()
             return self._respond(start_response, refusal.status, data, refusal.headers)
-        except Exception as exc:  # noqa: BLE001 - JSON even when the agent fails (MemoryError is not caught)
+        except Exception as exc:  # noqa: BLE001 - JSON even when the agent itself fails
             data = json.dumps({"error": f"agent failure: {type(exc).__name__}"}).encode()
             return self._respond(start_response, "500 Internal Server Error", data)
 

@@ -112,9 +112,8 @@ class AgentClient:
             raise AgentError(f"no agent answering at {self.base_url}: {exc.reason}") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             # HTTPException: a response that is not HTTP (BadStatusLine, IncompleteRead, ...).
-            raise AgentError(
-                f"no agent answering at {self.base_url}: {type(exc).__name__}: {exc}"[:300]
-            ) from None
+            detail = " ".join(f"{type(exc).__name__}: {exc!s:.200}".split())  # one line, whatever it sent
+            raise AgentError(f"no agent answering at {self.base_url}: {detail}") from None
         if len(payload) > MAX_RESPONSE_BYTES:
             raise AgentError(f"the agent's {name} response is over {MAX_RESPONSE_BYTES} bytes")
         return payload

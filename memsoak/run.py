@@ -100,7 +100,12 @@ def _drive_locust(
                     print(line, end="", flush=True)
             return process.wait(), False
         except KeyboardInterrupt:
-            # Locust got the same Ctrl-C from the terminal: let it write its partial report.
+            # Locust got the same Ctrl-C from the terminal (same process group; the target has a
+            # session of its own): let it take a final snapshot and write its reports.
+            for line in process.stdout:
+                log.write(line)
+                if line.startswith("memsoak"):
+                    print(line, end="", flush=True)
             return process.wait(), True
 
 
@@ -178,7 +183,7 @@ def run(options: RunOptions) -> int:
             target.stop()
     if interrupted:
         print(f"memsoak: interrupted: reports of what was gathered are in {options.out}", flush=True)
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if code in (0, 1) else code
     if code == TargetError.exit_code:
         raise TargetError(f"{_failure_event(options.out)}; partial reports in {options.out}")
     if code not in KNOWN_EXIT_CODES:

@@ -296,3 +296,106 @@ def test_unwritable_output_fails_before_any_load_in_plain_locust(
     assert "memsoak: error: cannot write to output directory" in result.stderr
     assert "Traceback" not in result.stderr
     assert AgentClient(target.url, token).status()["requests_served"] == 0
+
+
+# -- nothing lost ----------------------------------------------------------------------------
+
+WRITER = r"""
+import json, sys
+from pathlib import Path
+from memsoak.atomic import atomic_text
+path = Path(sys.argv[1])
+blob = "x" * 200_000
+n = 0
+while True:
+    n += 1
+    with atomic_text(path) as file:
+        file.write('{"n": %d, "parts": [' % n)
+        for i in range(20):
+            file.write(json.dumps(blob) + ",")
+        file.write('"end"]}')
+"""
+
+
+def test_atomic_writes_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves the last complete file, never half of one."""
+    path = tmp_path / "report.json"
+    seen = set()
+    for delay in (0.05, 0.13, 0.21, 0.34, 0.55, 0.89):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO)
+        time.sleep(delay + 0.3)  # past interpreter start-up, then somewhere mid-loop
+        writer.kill()
+        writer.wait(30)
+        if path.exists():
+            doc = json.loads(path.read_text())
+            assert doc["parts"][-1] == "end" and len(doc["parts"]) == 21
+            seen.add(doc["n"])
+    assert seen, "the writer never finished one file: the test proved nothing"
+
+
+def test_a_failed_render_keeps_the_previous_file(tmp_path: Path) -> None:
+    from memsoak.atomic import write_atomic
+
+    path = tmp_path / "report.md"
+    path.write_text("previous, complete")
+
+    def render(file: Any) -> None:
+        file.write("half of the new one")
+        raise RuntimeError("renderer failed")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(path, render)
+    assert path.read_text() == "previous, complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_harness_killed_outright_leaves_a_run_that_reports(runs: Callable[..., Run], tmp_path: Path) -> None:
+    """SIGKILL to memsoak and Locust (no chance to clean up): what was saved still renders."""
+    run = runs(*SLOW_RUN)
+    run.wait_for(lambda: run.checkpoints_taken() >= 1)
+    pid = run.target_pid()
+    run.kill()
+    os.kill(pid, signal.SIGKILL)  # the target has its own session: the group kill missed it
+    result = subprocess.run(
+        [sys.executable, "-m", "memsoak", "report", str(run.out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = run.report()
+    assert len(report["checkpoints"]) >= 2 and report["samples"]
+    assert report["suspects"] and Path(report["suspects"][0]["file"]).name == "slow_leak.py"
+    assert json.loads((run.out / "run.json").read_text())["status"] == "running"
+
+
+def test_agent_keeps_no_snapshots_between_snapshots() -> None:
+    """Inside the target the agent keeps only a small cache of frame descriptions: its live
+    memory does not grow with the number of snapshots taken."""
+    import tracemalloc
+
+    from memsoak.agent import tracing
+
+    tracemalloc.start(10)
+    try:
+        ballast = [bytes(100) for _ in range(20_000)]  # something to snapshot
+        agent_dir = str(Path(tracing.__file__).parent)
+
+        def agent_bytes() -> int:
+            snapshot = tracemalloc.take_snapshot()
+            agent = snapshot.filter_traces([tracemalloc.Filter(True, agent_dir + "/*")])
+            return sum(stat.size for stat in agent.statistics("filename"))
+
+        sizes = []
+        for _ in range(6):
+            doc = tracing.take_snapshot(0)
+            assert doc["sites"]
+            del doc
+            sizes.append(agent_bytes())
+        assert len(ballast) == 20_000
+    finally:
+        tracemalloc.stop()
+    # The first snapshot fills the description cache; after that, nothing accumulates.
+    assert max(sizes[1:]) - sizes[1] < 16 * 1024, sizes
+    assert max(sizes) < 2 * 1024 * 1024, sizes

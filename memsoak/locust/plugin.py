@@ -138,6 +138,9 @@ class MemsoakPlugin:
             f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
             f"paused the target {snapshot.duration_s:.2f} s"
         )
+        # Counts as of this snapshot, so a run that ends here without test_stop (harness killed)
+        # still reports per-request figures.
+        self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
         self.run_dir.save_state(self.data, "running")
         return True
 

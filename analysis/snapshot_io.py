@@ -23,6 +23,8 @@ from analysis.model import Frame, SiteStat, Snapshot, Traceback
 
 FORMAT = "memsoak-snapshot"
 VERSION = 1
+_FLOAT_LIMIT = 1e300  # finite, and an int this large still converts to a float
+_INT_LIMIT = 2**63  # byte counts, pids, line numbers: anything larger is not from a real process
 
 
 class SnapshotFormatError(ValueError):
@@ -31,15 +33,16 @@ class SnapshotFormatError(ValueError):
 
 def _int(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
-    if type(value) is not int or value < 0:
-        raise SnapshotFormatError(f"field {key!r} must be a non-negative integer, got {value!r}")
+    if type(value) is not int or not 0 <= value < _INT_LIMIT:
+        raise SnapshotFormatError(f"field {key!r} must be a non-negative integer, got {value!r:.80}")
     return value
 
 
 def _float(doc: dict[str, Any], key: str) -> float:
     value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise SnapshotFormatError(f"field {key!r} must be a non-negative number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < _FLOAT_LIMIT:
+        # NaN fails the range test too
+        raise SnapshotFormatError(f"field {key!r} must be a non-negative number, got {value!r:.80}")
     return float(value)
 
 
@@ -60,6 +63,7 @@ def _frames(raw: Any) -> list[Frame]:
             or len(row) != 4
             or not isinstance(row[0], str)
             or type(row[1]) is not int
+            or not 0 <= row[1] < _INT_LIMIT
             or not isinstance(row[2], str)
             or not isinstance(row[3], str)
         ):
@@ -82,11 +86,11 @@ def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
         if (
             type(size) is not int
             or type(count) is not int
-            or size < 0
-            or count < 0
+            or not 0 <= size < _INT_LIMIT
+            or not 0 <= count < _INT_LIMIT
             or not all(type(i) is int and 0 <= i < frame_count for i in indexes)
         ):
-            raise SnapshotFormatError(f"sites[{index}] has a negative size or a bad frame index")
+            raise SnapshotFormatError(f"sites[{index}] has a bad size, count or frame index")
         previous = sites.get(traceback)
         if previous is not None:  # tolerate a producer that did not merge equal tracebacks
             size += previous.size
@@ -99,9 +103,9 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
     if not isinstance(doc, dict):
         raise SnapshotFormatError("a snapshot must be a JSON object")
     if doc.get("format") != FORMAT:
-        raise SnapshotFormatError(f"not a memsoak snapshot (format={doc.get('format')!r})")
+        raise SnapshotFormatError(f"not a memsoak snapshot (format={doc.get('format')!r:.40})")
     if doc.get("version") != VERSION:
-        raise SnapshotFormatError(f"unsupported snapshot version {doc.get('version')!r}")
+        raise SnapshotFormatError(f"unsupported snapshot version {doc.get('version')!r:.40}")
     harness = _strings(doc, "harness_files")
     library = _strings(doc, "library_files")
     frames = _frames(doc.get("frames"))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,14 +40,63 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high:_}, got {value}")
+        return value
+
+    return parse
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < value < math.inf:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def _token(text: str) -> str:
+    # It travels in an HTTP header: printable ASCII without spaces, of a sane length.
+    if not 1 <= len(text) <= 1024 or not all("!" <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError("must be 1..1024 printable ASCII characters without spaces")
+    return text
+
+
+def _directory(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no directory at {text!r}")
+    return text
+
+
+def _existing_file(text: str) -> Path:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no locustfile at {text}")
+    return Path(text)
+
+
+def _bind(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, got {text!r}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if not host.replace("-", "").replace(".", "").isalnum():
+            raise argparse.ArgumentTypeError(f"not a host name or IP address: {host!r}") from None
+    return text
+
+
+def _network(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP network (CIDR): {text!r}") from None
+    return text
 
 
 def _app_spec(text: str) -> str:
@@ -55,7 +107,12 @@ def _app_spec(text: str) -> str:
 
 
 def _url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
+    try:
+        parts = urllib.parse.urlsplit(text)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 literal
+        valid = False
+    if not valid or "?" in text or "#" in text:
         raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
     return text.rstrip("/")
 
@@ -89,9 +146,9 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--app", type=_app_spec, help=f"WSGI app to start under the agent (default {DEFAULT_APP})"
     )
     where.add_argument("--host", type=_url, help="a running target with the agent installed")
-    p.add_argument("--app-dir", help="put DIR first on the target's import path")
-    p.add_argument("--agent-token", help="the agent's token (env MEMSOAK_TOKEN)")
-    p.add_argument("--locustfile", type=Path, default=DEFAULT_LOCUSTFILE, help="the scenario")
+    p.add_argument("--app-dir", type=_directory, help="put DIR first on the target's import path")
+    p.add_argument("--agent-token", type=_token, help="the agent's token (env MEMSOAK_TOKEN)")
+    p.add_argument("--locustfile", type=_existing_file, default=DEFAULT_LOCUSTFILE, help="the scenario")
     p.add_argument(
         "--requests", type=_positive_int, default=DEFAULT_REQUESTS, help="measured requests, exactly"
     )
@@ -99,15 +156,21 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--warmup", type=_non_negative_int, default=DEFAULT_WARMUP, help="requests before the baseline"
     )
     p.add_argument(
-        "--checkpoints", type=_positive_int, default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
+        "--checkpoints", type=_int_in(1, 1000), default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
     )
     p.add_argument("--users", type=_positive_int, default=10, help="concurrent Locust users")
     p.add_argument("--spawn-rate", type=_positive_float, default=10.0, help="users started per second")
     p.add_argument("--out", type=Path, help="report directory (default memsoak-out/<timestamp>)")
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
-    p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
+    p.add_argument("--frames", type=_int_in(1, 100), help="traceback depth traced in a started target")
     p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
     _add_format(p)
+    p.add_argument(
+        "--agent-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds to wait for the agent (a snapshot included) before the target counts as failed",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -134,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
             frames=args.frames,
             max_time_s=args.max_time,
             formats=args.format or (),
+            agent_timeout_s=args.agent_timeout,
         )
     )
 
@@ -141,11 +205,17 @@ def _run(args: argparse.Namespace) -> int:
 def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("serve", help="serve a WSGI app under the agent")
     p.add_argument("app", type=_app_spec, metavar="MODULE:ATTR")
-    p.add_argument("--app-dir", help="put DIR first on the import path")
-    p.add_argument("--bind", default="127.0.0.1:0", help="HOST:PORT (default: a free loopback port)")
-    p.add_argument("--token", help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)")
-    p.add_argument("--frames", type=_positive_int, default=None, help="traceback depth to trace")
-    p.add_argument("--allow", action="append", metavar="CIDR", help="networks allowed to use the agent")
+    p.add_argument("--app-dir", type=_directory, help="put DIR first on the import path")
+    p.add_argument(
+        "--bind", type=_bind, default="127.0.0.1:0", help="HOST:PORT (default: a free loopback port)"
+    )
+    p.add_argument(
+        "--token", type=_token, help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)"
+    )
+    p.add_argument("--frames", type=_int_in(1, 100), default=None, help="traceback depth to trace")
+    p.add_argument(
+        "--allow", type=_network, action="append", metavar="CIDR", help="networks allowed to use the agent"
+    )
     p.set_defaults(handler=_serve)
 
 

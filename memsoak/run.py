@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.errors import MemsoakError, TargetError
-from memsoak.rundir import RunDir
+from memsoak.rundir import RunDir, render_run
 from memsoak.target import TargetProcess, last_lines
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "seed.py"
 KNOWN_EXIT_CODES = (0, 1, 2, 3)
+EXIT_INTERRUPTED = 130
+STDERR_TAIL_LINES = 10
+# After the target dies, Locust gets this long to notice and write its partial report before
+# it is told to stop (SIGTERM: Locust still runs test_stop and writes what it has).
+DEAD_TARGET_GRACE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class RunOptions:
     frames: int | None
     max_time_s: int
     formats: tuple[str, ...] = ()  # report writers to run; empty: all
+    agent_timeout_s: float = 120.0
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -60,6 +69,7 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         "--memsoak-warmup", str(options.warmup),
         "--memsoak-checkpoints", str(options.checkpoints),
         "--memsoak-out", str(options.out),
+        "--memsoak-agent-timeout", str(options.agent_timeout_s),
     ]  # fmt: skip
     if options.fail_on_leak:
         command.append("--memsoak-fail-on-leak")
@@ -68,13 +78,16 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
     return command
 
 
-def _drive_locust(options: RunOptions, url: str, token: str) -> int:
+def _drive_locust(
+    options: RunOptions, url: str, token: str, target: TargetProcess | None
+) -> tuple[int, bool]:
+    """Locust's exit code, and whether the run was interrupted (Ctrl-C)."""
     from memsoak.progress import ENV as PROGRESS_ENV
     from memsoak.progress import TerminalView
 
     env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
     log_path = options.out / "locust.log"
-    with open(log_path, "w", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8") as log, TerminalView() as view:
         process = subprocess.Popen(
             locust_command(options, url),
             stdout=subprocess.PIPE,
@@ -83,22 +96,69 @@ def _drive_locust(options: RunOptions, url: str, token: str) -> int:
             text=True,
             bufsize=1,
         )
+        if target is not None:
+            target.watch(on_death=lambda: _stop_later(process, DEAD_TARGET_GRACE_S))
         assert process.stdout is not None
         try:
-            with TerminalView() as view:
-                for line in process.stdout:
-                    log.write(line)
-                    view.feed(line)
-            return process.wait()
+            for line in process.stdout:
+                log.write(line)
+                view.feed(line)
+            return process.wait(), False
         except KeyboardInterrupt:
-            # Locust got the same Ctrl-C from the terminal: let it write its partial report.
-            return process.wait()
+            # Locust got the same Ctrl-C from the terminal (same process group; the target has a
+            # session of its own): let it take a final snapshot and write its reports.
+            for line in process.stdout:
+                log.write(line)
+                view.feed(line)
+            return process.wait(), True
+
+
+def _stop_later(process: subprocess.Popen[str], grace_s: float) -> None:
+    def stop() -> None:
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+
+    threading.Thread(target=stop, name="memsoak-locust-stop", daemon=True).start()
+
+
+def _record_target_death(options: RunOptions, target: TargetProcess) -> str:
+    """Add what only the conductor knows (how and when the target died, its last stderr lines) to
+    the run, render the reports again, and return a one-line account."""
+    died_at = target.died_at or time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(died_at))
+    how = target.exit_description()
+    tail = last_lines(target.log_path, STDERR_TAIL_LINES)
+    stamp = time.strftime("%H:%M:%S", time.localtime(died_at))
+    events = [f"{stamp} the target process died at {when}: {how}"]
+    events += [f"{stamp} target stderr: {line}" for line in tail]
+    run_dir = RunDir(options.out)
+    try:
+        run_dir.add_events(events, "failed")
+        render_run(options.out)
+    except MemsoakError as exc:
+        print(f"memsoak: could not update the report with the target's death: {exc}", flush=True)
+    last = f"; its last stderr line: {tail[-1]}" if tail else ""
+    return f"the target died during the run at {when} ({how}){last}; partial reports in {options.out}"
+
+
+def _failure_event(out: Path) -> str:
+    """The plugin's account of how the target failed, from the saved run."""
+    try:
+        events = RunDir(out).load()[0].events
+    except MemsoakError:
+        events = []
+    failures = [e for e in events if "target failed at" in e]
+    if not failures:
+        return "the target failed"
+    return failures[0].split(" ", 1)[1]  # without the HH:MM:SS prefix: it says the time itself
 
 
 def run(options: RunOptions) -> int:
     if not options.locustfile.is_file():
         raise MemsoakError(f"no locustfile at {options.locustfile}")
-    RunDir(options.out).prepare()
+    RunDir(options.out).prepare()  # an unwritable --out fails here, before any load
     target: TargetProcess | None = None
     if options.host:
         token = options.agent_token or os.environ.get("MEMSOAK_TOKEN", "")
@@ -119,13 +179,17 @@ def run(options: RunOptions) -> int:
     print(f"memsoak: target {url}; {options.requests:,} measured requests after {options.warmup:,} "
           f"warm-up, {options.users} users; output in {options.out}", flush=True)  # fmt: skip
     try:
-        code = _drive_locust(options, url, token)
+        code, interrupted = _drive_locust(options, url, token, target)
         if target is not None and not target.alive():
-            tail = " | ".join(last_lines(target.log_path, 3))
-            raise TargetError(f"the target died during the run (exit {target.process.returncode}): {tail}")
+            raise TargetError(_record_target_death(options, target))
     finally:
         if target is not None:
             target.stop()
+    if interrupted:
+        print(f"memsoak: interrupted: reports of what was gathered are in {options.out}", flush=True)
+        return EXIT_INTERRUPTED if code in (0, 1) else code
+    if code == TargetError.exit_code:
+        raise TargetError(f"{_failure_event(options.out)}; partial reports in {options.out}")
     if code not in KNOWN_EXIT_CODES:
         tail = " | ".join(last_lines(options.out / "locust.log", 2))
         raise TargetError(f"Locust exited with code {code}: {tail}")

@@ -17,7 +17,7 @@ from locust.env import Environment
 
 from analysis.model import RequestCounts, RunData, Sample, Snapshot
 from analysis.report import Report, build_report
-from memsoak.agent_client import AgentClient, AgentError
+from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
 from memsoak.errors import MemsoakError
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
@@ -31,6 +31,9 @@ logger = logging.getLogger("memsoak")
 EXIT_LEAK = 1
 EXIT_TARGET_FAILED = 3
 MAX_SAMPLES = 2000
+# RSS samples that fail in a row before the target counts as gone (a timeout counts at once: it
+# has already waited the whole agent timeout).
+MAX_SAMPLE_FAILURES = 3
 # Tracebacks holding less than this are left out of snapshots: at most this many bytes of error
 # per site in a diff (0.03 B/request over 10,000 requests), for snapshots ~5x smaller and faster.
 MIN_SITE_BYTES = 256
@@ -54,6 +57,7 @@ class MemsoakPlugin:
         self.failed_measured = 0
         self.target_failed = False
         self._measuring_since: float | None = None
+        self._snapshotting = False
         self._sampler: gevent.Greenlet | None = None
         self._progress: gevent.Greenlet | None = None
         self._sample_interval = self.settings.sample_interval
@@ -66,6 +70,7 @@ class MemsoakPlugin:
             raise MemsoakError(str(exc)) from None
 
     def register(self, environment: Environment) -> None:
+        self.run_dir.prepare()  # an unwritable --memsoak-out fails here, before any load
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
         environment.events.test_start.add_listener(self._on_test_start)
@@ -143,31 +148,47 @@ class MemsoakPlugin:
             self._quit()
 
     def _snapshot(self, measured: int, label: str) -> bool:
+        self._snapshotting = True  # the target is paused by design: the sampler waits
         try:
             doc = self.agent.snapshot(MIN_SITE_BYTES)
             snapshot = self.run_dir.save_snapshot(doc, measured, label)
         except (AgentError, ValueError) as exc:
             self._target_failed(f"{label} snapshot at {measured} measured requests failed: {exc}")
             return False
+        finally:
+            self._snapshotting = False
         self.data.snapshots.append(snapshot)
         self._event(
             f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
             f"paused the target {snapshot.duration_s:.2f} s"
         )
+        # Counts as of this snapshot, so a run that ends here without test_stop (harness killed)
+        # still reports per-request figures.
+        self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
         self.run_dir.save_state(self.data, "running")
         return True
 
     def _sample_forever(self) -> None:
+        failures = 0
         while True:
             gevent.sleep(self._sample_interval)
             gate = self.gate
             if gate is None or self._measuring_since is None:
                 return
+            if self._snapshotting:
+                continue
             try:
                 status = self.agent.status()
             except AgentError as exc:
+                if self._snapshotting:  # a snapshot started meanwhile and held the agent up
+                    continue
+                failures += 1
+                if isinstance(exc, AgentTimeout) or failures >= MAX_SAMPLE_FAILURES:
+                    self._target_failed(f"the agent stopped answering: {exc}")
+                    return
                 self._event(f"RSS sample failed: {exc}")
                 continue
+            failures = 0
             self.data.samples.append(
                 Sample(
                     requests=max(0, gate.completed - self.settings.warmup),
@@ -210,8 +231,17 @@ class MemsoakPlugin:
             gevent.sleep(PROGRESS_INTERVAL_S)
 
     def _target_failed(self, message: str) -> None:
+        if self.target_failed:
+            return
         self.target_failed = True
-        self._event(message)
+        gate = self.gate
+        measured = max(0, gate.completed - self.settings.warmup) if gate else 0
+        since = self._measuring_since
+        elapsed = f", {time.monotonic() - since:.1f} s into the measured run" if since is not None else ""
+        self._event(
+            f"target failed at {time.strftime('%Y-%m-%d %H:%M:%S %z')} after {measured} measured "
+            f"requests{elapsed}: {message}"
+        )
         logger.error("memsoak: %s", message)
         self._quit()
 

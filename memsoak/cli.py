@@ -88,6 +88,21 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
     p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    p.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        help="Locust worker processes under a master (default: none)",
+    )
+    p.add_argument(
+        "--server",
+        choices=("gevent", "gunicorn"),
+        default="gevent",
+        help="what serves a started target (--app)",
+    )
+    p.add_argument(
+        "--server-workers", type=_positive_int, default=1, help="the started target's worker processes"
+    )
     p.set_defaults(handler=_run)
 
 
@@ -97,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.app_dir and not args.app:
         raise MemsoakError("--app-dir goes with --app")
+    if args.host and (args.server != "gevent" or args.server_workers != 1):
+        raise MemsoakError("--server and --server-workers are for a started target (--app), not --host")
     return run(
         RunOptions(
             app=args.app,
@@ -113,6 +130,9 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_leak=args.fail_on_leak,
             frames=args.frames,
             max_time_s=args.max_time,
+            workers=args.workers,
+            server=args.server,
+            server_workers=args.server_workers,
         )
     )
 

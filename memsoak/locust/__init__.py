@@ -44,9 +44,19 @@ def _check_user_classes(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library: the caller registers
         return
+    from locust.runners import MasterRunner, WorkerRunner
+
+    from memsoak.locust.distributed import DistributedMasterPlugin, WorkerPlugin
+
     try:
         _check_user_classes(environment)
-        MemsoakPlugin(Settings.from_options(environment.parsed_options)).register(environment)
+        if isinstance(environment.runner, WorkerRunner):
+            WorkerPlugin().register(environment)  # the master holds the settings and the agent
+            return
+        plugin_class = (
+            DistributedMasterPlugin if isinstance(environment.runner, MasterRunner) else MemsoakPlugin
+        )
+        plugin_class(Settings.from_options(environment.parsed_options)).register(environment)
     except MemsoakError as exc:
         print(f"memsoak: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(exc.exit_code) from None

@@ -145,6 +145,11 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--token", help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)")
     p.add_argument("--frames", type=_positive_int, default=None, help="traceback depth to trace")
     p.add_argument("--allow", action="append", metavar="CIDR", help="networks allowed to use the agent")
+    p.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes (with --server gunicorn)"
+    )
+    p.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread or gevent")
     p.set_defaults(handler=_serve)
 
 
@@ -158,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
         allow=tuple(args.allow) if args.allow else serve.LOOPBACK,
+        server=args.server,
+        workers=args.workers,
+        worker_class=args.worker_class,
     )
 
 

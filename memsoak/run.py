@@ -165,6 +165,9 @@ def run(options: RunOptions) -> int:
             log_path=options.out / "target.log",
             app_dir=options.app_dir,
             frames=options.frames,
+            extra_args=("--server", options.server, "--workers", str(options.server_workers))
+            if options.server != "gevent" or options.server_workers != 1
+            else (),
         )
         url = target.url
     print(f"memsoak: target {url}; {options.requests:,} measured requests after {options.warmup:,} "

@@ -155,6 +155,7 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from memsoak import serve  # patches the stdlib with gevent: only in this command
+    from memsoak.agent.middleware import LOOPBACK
 
     return serve.serve(
         args.app,
@@ -162,8 +163,8 @@ def _serve(args: argparse.Namespace) -> int:
         bind=args.bind,
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
-        allow=tuple(args.allow) if args.allow else serve.LOOPBACK,
-        server=args.server,
+        allow=tuple(args.allow) if args.allow else LOOPBACK,
+        server_kind=args.server,
         workers=args.workers,
         worker_class=args.worker_class,
     )

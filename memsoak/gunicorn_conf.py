@@ -91,7 +91,7 @@ def on_exit(server: Any) -> None:
 def make_app() -> Any:
     """The user's app (MEMSOAK_APP) under the fan-out agent; called in each worker."""
     # Not memsoak.serve's loader: importing that module patches the stdlib with gevent.
-    from gunicorn.util import import_app
+    from gunicorn.util import import_app  # type: ignore[import-untyped]
 
     from memsoak.agent.fanout import FanoutAgent
     from memsoak.agent.middleware import LOOPBACK

@@ -76,7 +76,7 @@ def serve(
     frames: int = DEFAULT_FRAMES,
     trace: bool = True,
     allow: Sequence[str] = LOOPBACK,
-    server: str = "gevent",
+    server_kind: str = "gevent",
     workers: int = 1,
     worker_class: str = "sync",
 ) -> int:
@@ -85,7 +85,7 @@ def serve(
     host, port = parse_bind(bind)
     generated = token is None and not os.environ.get("MEMSOAK_TOKEN")
     token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_urlsafe(24)
-    if server == "gunicorn":
+    if server_kind == "gunicorn":
         from memsoak.prefork import exec_gunicorn
 
         return exec_gunicorn(
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames=args.frames,
             trace=args.trace,
             allow=tuple(args.allow) if args.allow else LOOPBACK,
-            server=args.server,
+            server_kind=args.server,
             workers=args.workers,
             worker_class=args.worker_class,
         )

@@ -77,7 +77,9 @@ def _role(process: psutil.Process) -> str:
         cmd = " ".join(process.cmdline())
     except psutil.Error:
         return "?"
-    if "--worker" in cmd:
+    if " memsoak run " in f" {cmd} ".replace(" -m memsoak run ", " memsoak run "):
+        return "memsoak-run"
+    if "--worker " in f"{cmd} ":
         return "locust-worker"
     if "locust" in cmd:
         return "locust-master" if "--master" in cmd else "locust"

@@ -147,7 +147,7 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--allow", action="append", metavar="CIDR", help="networks allowed to use the agent")
     p.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
     p.add_argument(
-        "--workers", type=_positive_int, default=1, help="worker processes (with --server gunicorn)"
+        "--workers", type=_positive_int, default=1, help="worker processes (gevent: forked after binding)"
     )
     p.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread or gevent")
     p.set_defaults(handler=_serve)

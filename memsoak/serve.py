@@ -93,7 +93,12 @@ def serve(
             allow=allow, workers=workers, worker_class=worker_class,
         )  # fmt: skip
     if workers != 1:
-        raise MemsoakError("several workers need --server gunicorn")
+        from memsoak.prefork import serve_forked
+
+        return serve_forked(
+            spec, app_dir=app_dir, host=host, port=port, token=token, print_token=generated,
+            frames=frames, trace=trace, allow=allow, workers=workers,
+        )  # fmt: skip
     if trace:
         # Before the app is imported, so import-time allocations carry full tracebacks too.
         tracemalloc.start(frames)
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="traceback depth to trace")
     parser.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (gunicorn)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread, gevent")
     parser.add_argument("--no-trace", dest="trace", action="store_false", help="start with tracemalloc off")
     parser.add_argument(

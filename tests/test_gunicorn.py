@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -95,3 +96,18 @@ def test_any_worker_answers_for_all_and_restarted_workers_join(start_target, tok
     snapshot = agent.snapshot(256)
     assert {w["pid"] for w in snapshot["workers"]} == now
     assert snapshot_from_dict(snapshot).traced_bytes == sum(w["traced_bytes"] for w in snapshot["workers"])
+
+
+def test_forked_gevent_workers_answer_together(start_target, token: str) -> None:
+    """`memsoak serve --workers N` without gunicorn: gevent's server forked after binding."""
+    target = start_target(SEED, app_dir=str(REPO), frames=2, extra_args=("--workers", "2"))
+    children = {p.pid for p in psutil.Process(target.pid).children()}
+    assert len(children) == 2
+    for _ in range(20):
+        with urllib.request.urlopen(target.url + "/", timeout=30) as response:
+            response.read()
+    snapshot = AgentClient(target.url, token).snapshot(256)
+    assert {w["pid"] for w in snapshot["workers"]} == children
+    assert sum(w["requests_served"] for w in snapshot["workers"]) == 20
+    target.stop()
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in children)

@@ -7,7 +7,11 @@ Version 1 is one JSON object::
      "rss_bytes": int, "traced_bytes": int, "tracemalloc_overhead_bytes": int,
      "frames_limit": int, "harness_files": [str], "library_files": [str],
      "frames": [[file, line, function, code], ...],          # a table, referenced by index
-     "sites":  [[size, count, [frame_index, ...]], ...]}     # one row per traceback, innermost last
+     "sites":  [[size, count, [frame_index, ...]], ...],     # one row per traceback, innermost last
+     "workers": [{"pid", "rss_bytes", "traced_bytes", "requests_served"}, ...]}  # optional
+
+`workers` is present when the snapshot was merged from the processes of a multi-worker target
+(analysis.merge); its sites and byte counts are then the sums over those processes.
 
 The frame table keeps the document small: a traceback of 10 frames costs 10 small integers.
 `requests` is written by the harness when it saves the document (the agent does not know how
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from analysis.model import Frame, SiteStat, Snapshot, Traceback
+from analysis.model import Frame, SiteStat, Snapshot, Traceback, WorkerMemory
 
 FORMAT = "memsoak-snapshot"
 VERSION = 1
@@ -99,6 +103,22 @@ def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
     return sites
 
 
+def _workers(raw: Any) -> tuple[WorkerMemory, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SnapshotFormatError("field 'workers' must be a list")
+    workers = []
+    for row in raw:
+        if not isinstance(row, dict):
+            raise SnapshotFormatError("each of 'workers' must be an object")
+        served = _int(row, "requests_served") if "requests_served" in row else 0
+        workers.append(
+            WorkerMemory(_int(row, "pid"), _int(row, "rss_bytes"), _int(row, "traced_bytes"), served)
+        )
+    return tuple(workers)
+
+
 def snapshot_from_dict(doc: Any) -> Snapshot:
     if not isinstance(doc, dict):
         raise SnapshotFormatError("a snapshot must be a JSON object")
@@ -121,6 +141,7 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
         sites=_sites(doc.get("sites"), frames),
         harness_files=harness,
         library_files=library,
+        workers=_workers(doc.get("workers")),
     )
 
 
@@ -138,7 +159,7 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
     sites = []
     for traceback, stat in snapshot.sites.items():
         sites.append([stat.size, stat.count, [index.setdefault(f, len(index)) for f in traceback]])
-    return {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "pid": snapshot.pid,
@@ -154,3 +175,14 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
         "frames": [list(frame) for frame in index],
         "sites": sites,
     }
+    if snapshot.workers:
+        doc["workers"] = [
+            {
+                "pid": w.pid,
+                "rss_bytes": w.rss_bytes,
+                "traced_bytes": w.traced_bytes,
+                "requests_served": w.requests_served,
+            }
+            for w in snapshot.workers
+        ]
+    return doc

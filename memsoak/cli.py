@@ -171,6 +171,21 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         default=120.0,
         help="seconds to wait for the agent (a snapshot included) before the target counts as failed",
     )
+    p.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        help="Locust worker processes under a master (default: none)",
+    )
+    p.add_argument(
+        "--server",
+        choices=("gevent", "gunicorn"),
+        default="gevent",
+        help="what serves a started target (--app)",
+    )
+    p.add_argument(
+        "--server-workers", type=_positive_int, default=1, help="the started target's worker processes"
+    )
     p.set_defaults(handler=_run)
 
 
@@ -180,6 +195,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.app_dir and not args.app:
         raise MemsoakError("--app-dir goes with --app")
+    if args.host and (args.server != "gevent" or args.server_workers != 1):
+        raise MemsoakError("--server and --server-workers are for a started target (--app), not --host")
     return run(
         RunOptions(
             app=args.app,
@@ -198,6 +215,9 @@ def _run(args: argparse.Namespace) -> int:
             max_time_s=args.max_time,
             formats=args.format or (),
             agent_timeout_s=args.agent_timeout,
+            workers=args.workers,
+            server=args.server,
+            server_workers=args.server_workers,
         )
     )
 
@@ -216,6 +236,11 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--allow", type=_network, action="append", metavar="CIDR", help="networks allowed to use the agent"
     )
+    p.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes (gevent: forked after binding)"
+    )
+    p.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread or gevent")
     p.set_defaults(handler=_serve)
 
 
@@ -230,6 +255,9 @@ def _serve(args: argparse.Namespace) -> int:
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
         allow=tuple(args.allow) if args.allow else LOOPBACK,
+        server_kind=args.server,
+        workers=args.workers,
+        worker_class=args.worker_class,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +47,9 @@ class RunOptions:
     max_time_s: int
     formats: tuple[str, ...] = ()  # report writers to run; empty: all
     agent_timeout_s: float = 120.0
+    workers: int = 0  # Locust worker processes under a master; 0: one plain Locust process
+    server: str = "gevent"  # what serves a started target: gevent or gunicorn
+    server_workers: int = 1  # the target's worker processes
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -78,18 +82,72 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
     return command
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_locust_workers(
+    options: RunOptions, master_port: int, env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for index in range(options.workers):
+        with open(options.out / f"locust-worker-{index}.log", "wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "locust", "-f", str(options.locustfile), "--worker",
+                     "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+                    stdout=log, stderr=subprocess.STDOUT, env=env,
+                )
+            )  # fmt: skip
+    return workers
+
+
+def _stop_locust_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    # The master tells its workers to quit; only stragglers are signalled.
+    deadline = time.monotonic() + 15
+    for worker in workers:
+        try:
+            worker.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.terminate()
+            try:
+                worker.wait(5)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
 def _drive_locust(
     options: RunOptions, url: str, token: str, target: TargetProcess | None
 ) -> tuple[int, bool]:
     """Locust's exit code, and whether the run was interrupted (Ctrl-C)."""
     from memsoak.progress import ENV as PROGRESS_ENV
-    from memsoak.progress import TerminalView
 
     env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
-    log_path = options.out / "locust.log"
+    command = locust_command(options, url)
+    workers: list[subprocess.Popen[bytes]] = []
+    if options.workers:
+        port = free_port()
+        command += ["--master", "--expect-workers", str(options.workers), "--expect-workers-max-wait", "60",
+                    "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]  # fmt: skip
+        # Workers need no token: only the master talks to the agent.
+        workers = _start_locust_workers(options, port, {**os.environ})
+    try:
+        return _run_locust_master(command, env, options.out / "locust.log", target)
+    finally:
+        _stop_locust_workers(workers)
+
+
+def _run_locust_master(
+    command: list[str], env: dict[str, str], log_path: Path, target: TargetProcess | None
+) -> tuple[int, bool]:
+    from memsoak.progress import TerminalView
+
     with open(log_path, "w", encoding="utf-8") as log, TerminalView() as view:
         process = subprocess.Popen(
-            locust_command(options, url),
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
@@ -174,6 +232,9 @@ def run(options: RunOptions) -> int:
             log_path=options.out / "target.log",
             app_dir=options.app_dir,
             frames=options.frames,
+            extra_args=("--server", options.server, "--workers", str(options.server_workers))
+            if options.server != "gevent" or options.server_workers != 1
+            else (),
         )
         url = target.url
     print(f"memsoak: target {url}; {options.requests:,} measured requests after {options.warmup:,} "

@@ -63,6 +63,20 @@ def render(report: Report, file: TextIO) -> None:
             if frame.code:
                 w(f"    {frame.code}\n")
         w("```\n")
+    if report.workers:
+        w("\n## Target workers\n\nSnapshots and totals are summed over these processes; RSS counts pages ")
+        w("they share once per worker.\n\n")
+        w("| pid | requests | RSS start | RSS end | traced start | traced end |\n")
+        w("| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        for row in report.workers:
+            w(
+                f"| {row.pid} | {row.requests_served:,} | {human_bytes(row.rss_start)} "
+                f"| {human_bytes(row.rss_end)} | {human_bytes(row.traced_start)} "
+                f"| {human_bytes(row.traced_end)} |\n"
+            )
+        total_start = sum(row.rss_start for row in report.workers)
+        total_end = sum(row.rss_end for row in report.workers)
+        w(f"| total | | {human_bytes(total_start)} | {human_bytes(total_end)} | | |\n")
     if report.events:
         w("\n## Events\n\n")
         for event in report.events:

@@ -89,9 +89,12 @@ class MemsoakPlugin:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings
         boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
-        self.gate = RequestGate(boundaries, self._on_boundary)
+        self.gate = self._make_gate(boundaries)
         if self.progress:
             self._progress = gevent.spawn(self._progress_forever)
+
+    def _make_gate(self, boundaries: list[int]) -> RequestGate:
+        return RequestGate(boundaries, self._on_boundary)
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
         if exception is not None and self._measuring_since is not None:

@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "seed.py"
 KNOWN_EXIT_CODES = (0, 1, 2, 3)
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C; the reports are written
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
     return command
 
 
-def _drive_locust(options: RunOptions, url: str, token: str) -> int:
+def _drive_locust(options: RunOptions, url: str, token: str) -> tuple[int, bool]:
+    """Locust's exit code, and whether Ctrl-C ended the run."""
     env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token}
     log_path = options.out / "locust.log"
     with open(log_path, "w", encoding="utf-8") as log:
@@ -139,10 +141,15 @@ def _drive_locust(options: RunOptions, url: str, token: str) -> int:
                 log.write(line)
                 if line.startswith("memsoak"):
                     print(line, end="", flush=True)
-            return process.wait()
+            return process.wait(), False
         except KeyboardInterrupt:
-            # Locust got the same Ctrl-C from the terminal: let it write its partial report.
-            return process.wait()
+            # Locust got the same Ctrl-C from the terminal (same process group): let it take what
+            # it can and write its reports, showing its last lines.
+            for line in process.stdout:
+                log.write(line)
+                if line.startswith("memsoak"):
+                    print(line, end="", flush=True)
+            return process.wait(), True
 
 
 def run(options: RunOptions) -> int:
@@ -176,7 +183,10 @@ def run(options: RunOptions) -> int:
     print(f"memsoak: target {url}; {plan} after {options.warmup:,} "
           f"warm-up, {options.users} users; output in {options.out}", flush=True)  # fmt: skip
     try:
-        code = _drive_locust(options, url, token)
+        code, interrupted = _drive_locust(options, url, token)
+        if interrupted:
+            print("memsoak: interrupted; the reports cover the run up to its last snapshot", flush=True)
+            return EXIT_INTERRUPTED if code in (0, 1) else code
         if target is not None and not target.alive():
             tail = " | ".join(last_lines(target.log_path, 3))
             raise TargetError(f"the target died during the run (exit {target.process.returncode}): {tail}")

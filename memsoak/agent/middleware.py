@@ -1,8 +1,9 @@
 """The agent: WSGI middleware that adds a token-guarded control endpoint to any app.
 
 Everything outside `PREFIX` goes to the app untouched. Under `PREFIX` the agent answers JSON
-only, to allowed client addresses only (loopback by default, judged from the socket's peer
-address, never from headers such as X-Forwarded-For), and only with the right bearer token.
+only (and Prometheus' text format at `metrics`), to allowed client addresses only (loopback by
+default, judged from the socket's peer address, never from headers such as X-Forwarded-For),
+and only with the right bearer token.
 It never reads or writes a file whose name comes from a request.
 """
 
@@ -24,6 +25,14 @@ MAX_BODY_BYTES = 64 * 1024
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _Raw:
+    """A response that is not JSON (the Prometheus text format)."""
+
+    def __init__(self, content_type: str, body: bytes) -> None:
+        self.content_type = content_type
+        self.body = body
 
 
 class _Refusal(Exception):
@@ -55,11 +64,13 @@ class Agent:
         self._token_digest = _digest(token)
         self._allowed = tuple(ipaddress.ip_network(net, strict=False) for net in allow)
         self.requests_served = 0
-        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self._metrics: Any = None  # memsoak.agent.metrics.Metrics, made at the first scrape
+        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
             ("GET", "status"): self._status,
             ("POST", "snapshot"): self._snapshot,
             ("POST", "gc"): self._gc,
             ("POST", "tracing"): self._tracing,
+            ("GET", "metrics"): self._metrics_text,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -73,12 +84,17 @@ class Agent:
         except _Refusal as refusal:
             return self._respond(start_response, refusal.status, {"error": str(refusal)})
 
-    def _respond(self, start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _respond(
+        self, start_response: StartResponse, status: str, body: dict[str, Any] | _Raw
+    ) -> list[bytes]:
+        if isinstance(body, _Raw):
+            content_type, data = body.content_type, body.body
+        else:
+            content_type, data = "application/json", json.dumps(body, separators=(",", ":")).encode()
         start_response(
             status,
             [
-                ("Content-Type", "application/json"),
+                ("Content-Type", content_type),
                 ("Content-Length", str(len(data))),
                 ("Cache-Control", "no-store"),
             ],
@@ -118,7 +134,7 @@ class Agent:
             raise _Refusal("400 Bad Request", "body must be a JSON object")
         return body
 
-    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any]:
+    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any] | _Raw:
         if not self._client_allowed(environ):
             raise _Refusal("403 Forbidden", "forbidden")
         if not self._authorized(environ):
@@ -141,7 +157,17 @@ class Agent:
         min_site_bytes = body.get("min_site_bytes", 0)
         if type(min_site_bytes) is not int or not 0 <= min_site_bytes <= 1 << 30:
             raise _Refusal("400 Bad Request", "min_site_bytes must be an integer 0..2**30")
-        return tracing.take_snapshot(min_site_bytes)
+        doc = tracing.take_snapshot(min_site_bytes)
+        if self._metrics is not None:
+            self._metrics.growth.observe(doc)
+        return doc
+
+    def _metrics_text(self, _body: dict[str, Any]) -> _Raw:
+        if self._metrics is None:
+            from memsoak.agent.metrics import Metrics
+
+            self._metrics = Metrics(lambda: self._status({}))
+        return _Raw(*self._metrics.render())
 
     def _gc(self, _body: dict[str, Any]) -> dict[str, Any]:
         import gc

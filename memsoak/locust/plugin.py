@@ -56,6 +56,7 @@ class MemsoakPlugin:
         self._sampler: gevent.Greenlet | None = None
         self._clock: gevent.Greenlet | None = None
         self._clock_done = False
+        self._interrupted = False
         self._sample_interval = self.settings.sample_interval
         self.history_id: int | None = None
 
@@ -65,6 +66,7 @@ class MemsoakPlugin:
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stop.add_listener(self._on_test_stop)
         environment.events.request.add_listener(self._on_request)
+        environment.events.quitting.add_listener(self._on_quitting)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -81,6 +83,11 @@ class MemsoakPlugin:
             boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
             self.gate = RequestGate(boundaries, self._on_boundary)
         self._history_start()
+
+    def _on_quitting(self, **_: Any) -> None:
+        # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
+        if self.gate is not None:
+            self._interrupted = True
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
         if exception is not None and self._measuring_since is not None:
@@ -108,7 +115,10 @@ class MemsoakPlugin:
         elif not complete:
             self._event(f"stopped after {measured} of {self.settings.requests} measured requests")
         if snapshots and snapshots[-1].requests != measured and not self.target_failed:
-            self._snapshot(measured, "final")
+            # After Ctrl-C the target may have had the same signal and be gone: then the run ends
+            # at its last snapshot instead of failing.
+            if not self._snapshot(measured, "final", required=not self._interrupted):
+                measured = snapshots[-1].requests if self._interrupted else measured
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
@@ -170,13 +180,17 @@ class MemsoakPlugin:
         self._clock_done = True
         self._quit()
 
-    def _snapshot(self, measured: int, label: str) -> bool:
+    def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
         with self._snapshot_lock:
             try:
                 doc = self.agent.snapshot(MIN_SITE_BYTES)
                 snapshot = self.run_dir.save_snapshot(doc, measured, label)
             except (AgentError, ValueError) as exc:
-                self._target_failed(f"{label} snapshot at {measured} measured requests failed: {exc}")
+                message = f"{label} snapshot at {measured} measured requests failed: {exc}"
+                if required:
+                    self._target_failed(message)
+                else:
+                    self._event(f"{message}; the run ends at the last snapshot")
                 return False
             self.data.snapshots.append(snapshot)
             self._event(

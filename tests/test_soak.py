@@ -181,7 +181,9 @@ def _start_soak(tmp_path: Path) -> subprocess.Popen[str]:
 def _wait_for_checkpoint(process: subprocess.Popen[str], run_dir: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if "checkpoint" in snapshot_labels(run_dir):
+        # Two: the first checkpoint's bookkeeping (run.json, history) is done once the second
+        # checkpoint's file appears.
+        if snapshot_labels(run_dir).count("checkpoint") >= 2:
             return
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)

@@ -114,11 +114,14 @@ class MemsoakPlugin:
             self._event(f"stopped after {measured} measured requests, {elapsed:.0f} s of {planned:g} s")
         elif not complete:
             self._event(f"stopped after {measured} of {self.settings.requests} measured requests")
-        if snapshots and snapshots[-1].requests != measured and not self.target_failed:
-            # After Ctrl-C the target may have had the same signal and be gone: then the run ends
-            # at its last snapshot instead of failing.
-            if not self._snapshot(measured, "final", required=not self._interrupted):
-                measured = snapshots[-1].requests if self._interrupted else measured
+        if self._interrupted and self.target_failed:
+            # A terminal's Ctrl-C reaches the target too: an agent that stopped answering then is
+            # the interrupt, not a failure. The run ends at its last snapshot.
+            self.target_failed = False
+        elif snapshots and snapshots[-1].requests != measured and not self.target_failed:
+            self._snapshot(measured, "final", required=not self._interrupted)
+        if self._interrupted and snapshots:
+            measured = snapshots[-1].requests
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
@@ -193,6 +196,8 @@ class MemsoakPlugin:
                     self._event(f"{message}; the run ends at the last snapshot")
                 return False
             self.data.snapshots.append(snapshot)
+            # What run.json says until the end: a run killed now reports up to this snapshot.
+            self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
             self._event(
                 f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
                 f"paused the target {snapshot.duration_s:.2f} s"

@@ -74,12 +74,15 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> RunRecord:
-        *head, suspects = row
+        (run_id, started, updated, status, scenario, target, revision, run_dir, plan, verdict, measured,
+         bytes_per_request, rss_per_request, suspects) = row  # fmt: skip
         try:
             parsed = json.loads(suspects)
         except ValueError:
             parsed = []
-        return cls(*head, suspects=parsed if isinstance(parsed, list) else [])
+        kept = parsed if isinstance(parsed, list) else []
+        return cls(run_id, started, updated, status, scenario, target, revision, run_dir, plan, verdict,
+                   measured, bytes_per_request, rss_per_request, kept)  # fmt: skip
 
 
 class History:

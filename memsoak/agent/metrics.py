@@ -104,7 +104,7 @@ class Metrics:
         self.growth = SiteGrowth()
         # A registry of our own: the app's default registry (if it has one) is left alone.
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(read_status, self.growth))  # type: ignore[arg-type]
+        self.registry.register(_Collector(read_status, self.growth))
         # prometheus_client imports more modules on its first render: do it now, before any
         # snapshot is watched, or those imports would show as growth between two snapshots.
         self.render()

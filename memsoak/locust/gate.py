@@ -97,7 +97,7 @@ class RequestGate:
             self._next += 1
             self._open.set()
 
-    def drain(self, action: Callable[[int], None]) -> None:
+    def drain(self, action: Callable[[int], object]) -> None:
         """Pause now: hand out no more tokens, wait until the requests in flight complete, run
         `action(completed)`, then reopen. For clock-driven checkpoints, after the last boundary;
         blocks the calling greenlet meanwhile."""

@@ -19,6 +19,7 @@ from analysis.model import RequestCounts, RunData, Sample
 from analysis.regression import judge
 from analysis.report import Report, build_report
 from memsoak.agent_client import AgentClient, AgentError
+from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
@@ -60,6 +61,13 @@ class MemsoakPlugin:
         self._sample_interval = self.settings.sample_interval
         self.history_id: int | None = None
 
+    def check_agent(self) -> None:
+        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
+        try:
+            self.agent.status()
+        except AgentError as exc:
+            raise MemsoakError(str(exc)) from None
+
     def register(self, environment: Environment) -> None:
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
@@ -72,7 +80,6 @@ class MemsoakPlugin:
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         self._reset()
-        self.run_dir.prepare()
         self.data.parameters = self._parameters(environment)
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import os
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -99,6 +100,15 @@ def _network(text: str) -> str:
     return text
 
 
+def _duration(text: str) -> float:
+    from memsoak.locust.options import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _app_spec(text: str) -> str:
     module, sep, attr = text.partition(":")
     if not sep or not module or not attr:
@@ -137,7 +147,7 @@ def _add_format(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
-    from memsoak.locust.options import DEFAULT_CHECKPOINTS, DEFAULT_REQUESTS, DEFAULT_WARMUP
+    from memsoak.locust.options import DEFAULT_CHECKPOINTS, DEFAULT_HISTORY, DEFAULT_REQUESTS, DEFAULT_WARMUP
     from memsoak.run import DEFAULT_APP, DEFAULT_LOCUSTFILE
 
     p = commands.add_parser("run", help="hunt a leak: drive N requests at a target and report")
@@ -149,8 +159,15 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--app-dir", type=_directory, help="put DIR first on the target's import path")
     p.add_argument("--agent-token", type=_token, help="the agent's token (env MEMSOAK_TOKEN)")
     p.add_argument("--locustfile", type=_existing_file, default=DEFAULT_LOCUSTFILE, help="the scenario")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--requests", type=_positive_int, help=f"measured requests, exactly (default {DEFAULT_REQUESTS})"
+    )
+    budget.add_argument(
+        "--duration", type=_duration, help="a time-bound soak: measure for this long (8h, 10m, 1h30m, 90s)"
+    )
     p.add_argument(
-        "--requests", type=_positive_int, default=DEFAULT_REQUESTS, help="measured requests, exactly"
+        "--checkpoint-every", type=_duration, help="with --duration: a checkpoint this often (e.g. 10m)"
     )
     p.add_argument(
         "--warmup", type=_non_negative_int, default=DEFAULT_WARMUP, help="requests before the baseline"
@@ -163,7 +180,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--out", type=Path, help="report directory (default memsoak-out/<timestamp>)")
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_int_in(1, 100), help="traceback depth traced in a started target")
-    p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    p.add_argument(
+        "--max-time",
+        type=_positive_int,
+        help="hard cap on the load, seconds (default 3600, or the --duration plus 10%% and at least 600)",
+    )
     _add_format(p)
     p.add_argument(
         "--agent-timeout",
@@ -186,17 +207,36 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--server-workers", type=_positive_int, default=1, help="the started target's worker processes"
     )
+    p.add_argument(
+        "--history",
+        type=Path,
+        help=f"SQLite file to record the run in (default: env MEMSOAK_HISTORY, else {DEFAULT_HISTORY})",
+    )
+    p.add_argument("--scenario", help="the run's scenario name in the history (default LOCUSTFILE@TARGET)")
+    p.add_argument("--revision", help="source revision of the target (default: git, in --app-dir or here)")
+    p.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when bytes per request are clearly above the scenario's recent history",
+    )
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from memsoak.run import RunOptions, run
+    from memsoak.locust.options import DEFAULT_REQUESTS
+    from memsoak.run import RunOptions, detect_revision, run
     from memsoak.rundir import default_out_dir
 
     if args.app_dir and not args.app:
         raise MemsoakError("--app-dir goes with --app")
     if args.host and (args.server != "gevent" or args.server_workers != 1):
         raise MemsoakError("--server and --server-workers are for a started target (--app), not --host")
+    if args.checkpoint_every is not None and args.duration is None:
+        raise MemsoakError("--checkpoint-every goes with --duration")
+    if args.checkpoint_every is not None and args.checkpoint_every > args.duration:
+        raise MemsoakError("--checkpoint-every must not be longer than --duration")
+    history = _history_path(args)
+    revision = args.revision if args.revision is not None else detect_revision(args.app_dir or ".")
     return run(
         RunOptions(
             app=args.app,
@@ -204,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
             host=args.host,
             agent_token=args.agent_token,
             locustfile=args.locustfile,
-            requests=args.requests,
+            requests=args.requests or DEFAULT_REQUESTS,
             warmup=args.warmup,
             checkpoints=args.checkpoints,
             users=args.users,
@@ -218,6 +258,12 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             server=args.server,
             server_workers=args.server_workers,
+            duration_s=args.duration,
+            checkpoint_every_s=args.checkpoint_every,
+            history=history,
+            scenario=args.scenario or "",
+            revision=revision,
+            fail_on_regression=args.fail_on_regression,
         )
     )
 
@@ -277,6 +323,46 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history_path(args: argparse.Namespace) -> Path:
+    from memsoak.locust.options import DEFAULT_HISTORY
+
+    return Path(args.history or os.environ.get("MEMSOAK_HISTORY") or DEFAULT_HISTORY)
+
+
+def _add_history(commands: argparse._SubParsersAction[_Parser]) -> None:
+    p = commands.add_parser("history", help="list recorded runs and the bytes-per-request trend")
+    p.add_argument("--history", type=Path, help="the SQLite run history (default: as for `run`)")
+    p.add_argument("--scenario", help="only this scenario")
+    p.add_argument("--limit", type=_positive_int, default=20, help="last N runs per scenario (default 20)")
+    p.set_defaults(handler=_history)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from memsoak.history import History
+    from memsoak.history_view import history_lines
+
+    records = History(_history_path(args)).runs(args.scenario)
+    for line in history_lines(records, args.limit):
+        print(line)
+    return 0
+
+
+def _add_compare(commands: argparse._SubParsersAction[_Parser]) -> None:
+    p = commands.add_parser("compare", help="what grew between two runs (history ids or run directories)")
+    p.add_argument("run_a", metavar="RUN_A", help="the earlier run: a history id or a run directory")
+    p.add_argument("run_b", metavar="RUN_B", help="the later run")
+    p.add_argument("--history", type=Path, help="the SQLite run history, for ids (default: as for `run`)")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from memsoak.compare import compare_runs
+
+    for line in compare_runs(args.run_a, args.run_b, _history_path(args)):
+        print(line)
+    return 0
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="memsoak", description="Find memory leaks in Python web services under Locust load."
@@ -285,6 +371,8 @@ def build_parser() -> _Parser:
     _add_run(commands)
     _add_serve(commands)
     _add_report(commands)
+    _add_history(commands)
+    _add_compare(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.errors import MemsoakError, TargetError
+from memsoak.history import History
 from memsoak.rundir import RunDir, render_run
 from memsoak.target import TargetProcess, last_lines
 
@@ -22,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "seed.py"
 KNOWN_EXIT_CODES = (0, 1, 2, 3)
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C; the reports are written
 STDERR_TAIL_LINES = 10
 # After the target dies, Locust gets this long to notice and write its partial report before
 # it is told to stop (SIGTERM: Locust still runs test_stop and writes what it has).
@@ -44,12 +45,54 @@ class RunOptions:
     out: Path
     fail_on_leak: bool
     frames: int | None
-    max_time_s: int
+    max_time_s: int | None  # hard cap on the load; None: one hour, or the soak's duration plus slack
     formats: tuple[str, ...] = ()  # report writers to run; empty: all
     agent_timeout_s: float = 120.0
     workers: int = 0  # Locust worker processes under a master; 0: one plain Locust process
     server: str = "gevent"  # what serves a started target: gevent or gunicorn
     server_workers: int = 1  # the target's worker processes
+    duration_s: float | None = None  # a time-bound soak instead of `requests`
+    checkpoint_every_s: float | None = None
+    history: Path | None = None
+    scenario: str = ""
+    revision: str = ""
+    fail_on_regression: bool = False
+
+    @property
+    def target_name(self) -> str:
+        return self.host or self.app or DEFAULT_APP
+
+    @property
+    def hard_cap_s(self) -> int:
+        if self.max_time_s is not None:
+            return self.max_time_s
+        if self.duration_s is not None:
+            # Warm-up and the snapshots' pauses come on top of the measured duration.
+            return int(self.duration_s + max(600.0, self.duration_s / 10))
+        return 3600
+
+
+def detect_revision(directory: str | Path) -> str:
+    """The git commit checked out in `directory` ("" when it is not a git work tree), with
+    "-dirty" when tracked files have local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}-dirty" if head and dirty else head  # fmt: skip
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -66,17 +109,30 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         "--headless", "--only-summary",
         "-u", str(options.users), "-r", str(options.spawn_rate),
         "--host", url,
-        "-t", f"{options.max_time_s}s",
+        "-t", f"{options.hard_cap_s}s",
         # Failed requests are counted in the report; exit codes are memsoak's (DESIGN.md).
         "--exit-code-on-error", "0",
-        "--memsoak-requests", str(options.requests),
         "--memsoak-warmup", str(options.warmup),
         "--memsoak-checkpoints", str(options.checkpoints),
         "--memsoak-out", str(options.out),
         "--memsoak-agent-timeout", str(options.agent_timeout_s),
+        "--memsoak-target", options.target_name,
     ]  # fmt: skip
+    if options.duration_s is not None:
+        command += ["--memsoak-duration", f"{options.duration_s:g}s"]
+        if options.checkpoint_every_s is not None:
+            command += ["--memsoak-checkpoint-every", f"{options.checkpoint_every_s:g}s"]
+    else:
+        command += ["--memsoak-requests", str(options.requests)]
+    if options.history is not None:
+        command += ["--memsoak-history", str(options.history.resolve())]
+    command += ["--memsoak-scenario", options.scenario or f"{options.locustfile.stem}@{options.target_name}"]
+    if options.revision:
+        command += ["--memsoak-revision", options.revision]
     if options.fail_on_leak:
         command.append("--memsoak-fail-on-leak")
+    if options.fail_on_regression:
+        command.append("--memsoak-fail-on-regression")
     if options.formats:
         command += ["--memsoak-format", ",".join(options.formats)]
     return command
@@ -217,6 +273,8 @@ def run(options: RunOptions) -> int:
     if not options.locustfile.is_file():
         raise MemsoakError(f"no locustfile at {options.locustfile}")
     RunDir(options.out).prepare()  # an unwritable --out fails here, before any load
+    if options.history is not None:
+        History(options.history).check()
     target: TargetProcess | None = None
     if options.host:
         token = options.agent_token or os.environ.get("MEMSOAK_TOKEN", "")
@@ -237,7 +295,12 @@ def run(options: RunOptions) -> int:
             else (),
         )
         url = target.url
-    print(f"memsoak: target {url}; {options.requests:,} measured requests after {options.warmup:,} "
+    plan = (
+        f"a {options.duration_s:g} s soak"
+        if options.duration_s is not None
+        else f"{options.requests:,} measured requests"
+    )
+    print(f"memsoak: target {url}; {plan} after {options.warmup:,} "
           f"warm-up, {options.users} users; output in {options.out}", flush=True)  # fmt: skip
     try:
         code, interrupted = _drive_locust(options, url, token, target)

@@ -1,10 +1,11 @@
 """The agent: WSGI middleware that adds a token-guarded control endpoint to any app.
 
 Everything outside `PREFIX` goes to the app untouched. Under `PREFIX` the agent answers JSON
-only, to allowed client addresses only (loopback by default, judged from the socket's peer
-address, never from headers such as X-Forwarded-For), and only with the right bearer token.
-It never reads or writes a file whose name comes from a request. Request bodies and responses
-have size limits, and snapshots (which pause the whole process) are rate-limited.
+only (and Prometheus' text format at `metrics`), to allowed client addresses only (loopback by
+default, judged from the socket's peer address, never from headers such as X-Forwarded-For),
+and only with the right bearer token. It never reads or writes a file whose name comes from a
+request. Request bodies and responses have size limits, and snapshots (which pause the whole
+process) are rate-limited.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ SNAPSHOT_INTERVAL_S = 1.0
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _Raw:
+    """A response that is not JSON (the Prometheus text format)."""
+
+    def __init__(self, content_type: str, body: bytes) -> None:
+        self.content_type = content_type
+        self.body = body
 
 
 class _Refusal(Exception):
@@ -101,11 +110,13 @@ class Agent:
         self._max_response_bytes = max_response_bytes
         self._snapshots = _SnapshotLimiter(snapshot_burst, snapshot_interval_s)
         self.requests_served = 0
-        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self._metrics: Any = None  # memsoak.agent.metrics.Metrics, made at the first scrape
+        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
             ("GET", "status"): self._status,
             ("POST", "snapshot"): self._snapshot,
             ("POST", "gc"): self._gc,
             ("POST", "tracing"): self._tracing,
+            ("GET", "metrics"): self._metrics_text,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -115,6 +126,8 @@ class Agent:
             return self.app(environ, start_response)
         try:
             body = self._control(environ, path[len(PREFIX) :])
+            if isinstance(body, _Raw):
+                return self._respond(start_response, "200 OK", body.body, content_type=body.content_type)
             data = json.dumps(body, separators=(",", ":")).encode()
             if len(data) > self._max_response_bytes:
                 raise _Refusal(
@@ -136,11 +149,12 @@ class Agent:
         status: str,
         data: bytes,
         extra_headers: Sequence[tuple[str, str]] = (),
+        content_type: str = "application/json",
     ) -> list[bytes]:
         start_response(
             status,
             [
-                ("Content-Type", "application/json"),
+                ("Content-Type", content_type),
                 ("Content-Length", str(len(data))),
                 ("Cache-Control", "no-store"),
                 *extra_headers,
@@ -185,7 +199,7 @@ class Agent:
             raise _Refusal("400 Bad Request", "body must be a JSON object")
         return body
 
-    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any]:
+    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any] | _Raw:
         if not self._client_allowed(environ):
             raise _Refusal("403 Forbidden", "forbidden")
         if not self._authorized(environ):
@@ -220,9 +234,19 @@ class Agent:
                 "429 Too Many Requests", "a snapshot is already being taken", [("Retry-After", "1")]
             )
         try:
-            return tracing.take_snapshot(min_site_bytes)
+            doc = tracing.take_snapshot(min_site_bytes)
         finally:
             self._snapshots.running.release()
+        if self._metrics is not None:
+            self._metrics.growth.observe(doc)
+        return doc
+
+    def _metrics_text(self, _body: dict[str, Any]) -> _Raw:
+        if self._metrics is None:
+            from memsoak.agent.metrics import Metrics
+
+            self._metrics = Metrics(lambda: self._status({}))
+        return _Raw(*self._metrics.render())
 
     def _gc(self, _body: dict[str, Any]) -> dict[str, Any]:
         import gc

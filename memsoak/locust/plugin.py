@@ -13,12 +13,15 @@ from dataclasses import asdict
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 from locust.env import Environment
 
 from analysis.model import RequestCounts, RunData, Sample, Snapshot
+from analysis.regression import judge
 from analysis.report import Report, build_report
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
 from memsoak.errors import MemsoakError
+from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
 from memsoak.progress import ENV as PROGRESS_ENV
@@ -29,6 +32,7 @@ from memsoak.summary import summary_lines
 logger = logging.getLogger("memsoak")
 
 EXIT_LEAK = 1
+EXIT_REGRESSION = 1
 EXIT_TARGET_FAILED = 3
 MAX_SAMPLES = 2000
 # RSS samples that fail in a row before the target counts as gone (a timeout counts at once: it
@@ -50,6 +54,8 @@ class MemsoakPlugin:
         self.report: Report | None = None
         # `memsoak run` renders machine-readable progress lines; plain Locust keeps its own output.
         self.progress = os.environ.get(PROGRESS_ENV) == "1"
+        self.history = History(settings.history) if settings.history else None
+        self._snapshot_lock = Semaphore()  # the clock's checkpoint and the final one never overlap
         self._reset()
 
     def _reset(self) -> None:
@@ -60,7 +66,11 @@ class MemsoakPlugin:
         self._snapshotting = False
         self._sampler: gevent.Greenlet | None = None
         self._progress: gevent.Greenlet | None = None
+        self._clock: gevent.Greenlet | None = None
+        self._clock_done = False
+        self._interrupted = False
         self._sample_interval = self.settings.sample_interval
+        self.history_id: int | None = None
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
@@ -80,6 +90,7 @@ class MemsoakPlugin:
             from memsoak.locust.webui import MemoryTab
 
             MemoryTab(self).install(environment.web_ui)
+        environment.events.quitting.add_listener(self._on_quitting)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -88,13 +99,23 @@ class MemsoakPlugin:
         self.data.parameters = self._parameters(environment)
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings
-        boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
-        self.gate = self._make_gate(boundaries)
+        if settings.duration_s is not None:
+            # A soak: the only boundary is the end of warm-up; the clock drives the checkpoints.
+            self.gate = RequestGate([settings.warmup], self._on_boundary, open_ended=True)
+        else:
+            boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
+            self.gate = self._make_gate(boundaries)
+        self._history_start()
         if self.progress:
             self._progress = gevent.spawn(self._progress_forever)
 
     def _make_gate(self, boundaries: list[int]) -> RequestGate:
         return RequestGate(boundaries, self._on_boundary)
+
+    def _on_quitting(self, **_: Any) -> None:
+        # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
+        if self.gate is not None:
+            self._interrupted = True
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
         if exception is not None and self._measuring_since is not None:
@@ -108,12 +129,28 @@ class MemsoakPlugin:
         for greenlet in (self._sampler, self._progress):
             if greenlet is not None:
                 greenlet.kill(block=False)
+        with self._snapshot_lock:  # a checkpoint in progress finishes first
+            if self._clock is not None:
+                self._clock.kill(block=True)
         measured = max(0, gate.completed - self.settings.warmup)
         snapshots = self.data.snapshots
-        if measured < self.settings.requests:
+        complete = (
+            self._clock_done if self.settings.duration_s is not None else measured >= self.settings.requests
+        )
+        if not complete and self.settings.duration_s is not None:
+            elapsed = time.monotonic() - self._measuring_since if self._measuring_since else 0.0
+            planned = self.settings.duration_s
+            self._event(f"stopped after {measured} measured requests, {elapsed:.0f} s of {planned:g} s")
+        elif not complete:
             self._event(f"stopped after {measured} of {self.settings.requests} measured requests")
-        if snapshots and snapshots[-1].requests != measured and not self.target_failed:
-            self._snapshot(measured, "final")
+        if self._interrupted and self.target_failed:
+            # A terminal's Ctrl-C reaches the target too: an agent that stopped answering then is
+            # the interrupt, not a failure. The run ends at its last snapshot.
+            self.target_failed = False
+        elif snapshots and snapshots[-1].requests != measured and not self.target_failed:
+            self._snapshot(measured, "final", required=not self._interrupted)
+        if self._interrupted and snapshots:
+            measured = snapshots[-1].requests
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
@@ -127,10 +164,17 @@ class MemsoakPlugin:
         else:
             for line in summary_lines(self.report, paths):
                 print(line, flush=True)
+        # The history tells a run cut short (Ctrl-C, --max-time) from one that ran its course:
+        # only the latter are a baseline for the regression check.
+        regressed = self._history_finish(
+            status if self.target_failed or complete else "interrupted", self.report
+        )
         if self.target_failed:
             environment.process_exit_code = EXIT_TARGET_FAILED
         elif self.settings.fail_on_leak and self.report.verdict.kind == "leak":
             environment.process_exit_code = EXIT_LEAK
+        elif self.settings.fail_on_regression and regressed:
+            environment.process_exit_code = EXIT_REGRESSION
         self.gate = None
 
     # -- the run ---------------------------------------------------------------------------
@@ -142,6 +186,8 @@ class MemsoakPlugin:
             if self._snapshot(0, "baseline"):
                 self._measuring_since = time.monotonic()
                 self._sampler = gevent.spawn(self._sample_forever)
+                if settings.duration_s is not None:
+                    self._clock = gevent.spawn(self._soak_clock, self._measuring_since)
         elif measured < settings.requests:
             self._snapshot(measured, "checkpoint")
         else:
@@ -150,26 +196,124 @@ class MemsoakPlugin:
             # greenlet's caller chain: spawn it.
             self._quit()
 
-    def _snapshot(self, measured: int, label: str) -> bool:
-        self._snapshotting = True  # the target is paused by design: the sampler waits
+    def _soak_clock(self, started: float) -> None:
+        """Checkpoints every `checkpoint_every_s` from the baseline, then the end at `duration_s`.
+        Times are from the baseline, so a slow snapshot delays no later checkpoint (it may
+        swallow one, which is then skipped)."""
+        settings = self.settings
+        assert settings.duration_s is not None and settings.checkpoint_every_s is not None
+        every, end = settings.checkpoint_every_s, started + settings.duration_s
+        step = 1
+        while started + step * every < end - every / 2:  # no checkpoint just before the end
+            gevent.sleep(max(0.0, started + step * every - time.monotonic()))
+            gate = self.gate
+            if gate is None or gate.closed:
+                return
+            gate.drain(lambda completed: self._snapshot(completed - settings.warmup, "checkpoint"))
+            step = max(step + 1, int((time.monotonic() - started) / every) + 1)
+        gevent.sleep(max(0.0, end - time.monotonic()))
+        self._clock_done = True
+        self._quit()
+
+    def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
+        with self._snapshot_lock:
+            self._snapshotting = True  # the target is paused by design: the sampler waits
+            try:
+                doc = self.agent.snapshot(MIN_SITE_BYTES)
+                snapshot = self.run_dir.save_snapshot(doc, measured, label)
+            except (AgentError, ValueError) as exc:
+                message = f"{label} snapshot at {measured} measured requests failed: {exc}"
+                if required:
+                    self._target_failed(message)
+                else:
+                    self._event(f"{message}; the run ends at the last snapshot")
+                return False
+            finally:
+                self._snapshotting = False
+            self.data.snapshots.append(snapshot)
+            # What run.json says until the end: a run killed now reports up to this snapshot.
+            self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
+            self._event(
+                f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
+                f"paused the target {snapshot.duration_s:.2f} s"
+            )
+            self.run_dir.save_state(self.data, "running")
+            self._history_progress()
+            return True
+
+    # -- the run history ---------------------------------------------------------------------
+
+    def _plan(self) -> str:
+        settings = self.settings
+        if settings.duration_s is not None:
+            return f"{settings.duration_s:g} s"
+        return f"{settings.requests} requests"
+
+    def _history_start(self) -> None:
+        if self.history is None:
+            return
+        settings = self.settings
         try:
-            doc = self.agent.snapshot(MIN_SITE_BYTES)
-            snapshot = self.run_dir.save_snapshot(doc, measured, label)
-        except (AgentError, ValueError) as exc:
-            self._target_failed(f"{label} snapshot at {measured} measured requests failed: {exc}")
+            self.history_id = self.history.start(
+                scenario=settings.scenario,
+                target=settings.target,
+                revision=settings.revision,
+                run_dir=str(settings.out.resolve()),
+                plan=self._plan(),
+            )
+        except HistoryError as exc:
+            self._history_failed(exc)
+
+    def _history_progress(self) -> None:
+        """Cheap numbers for an unfinished run: the two-point slopes from baseline to now."""
+        snapshots = self.data.snapshots
+        if self.history is None or self.history_id is None or len(snapshots) < 2:
+            return
+        first, last = snapshots[0], snapshots[-1]
+        measured = last.requests - first.requests
+        if measured <= 0:
+            return
+        try:
+            self.history.progress(
+                self.history_id,
+                measured=last.requests,
+                bytes_per_request=(last.traced_bytes - first.traced_bytes) / measured,
+                rss_per_request=(last.rss_bytes - first.rss_bytes) / measured,
+            )
+        except HistoryError as exc:
+            self._history_failed(exc)
+
+    def _history_finish(self, status: str, report: Report) -> bool:
+        """Close this run's row; True when it regressed against the scenario's recent runs."""
+        if self.history is None or self.history_id is None:
             return False
-        finally:
-            self._snapshotting = False
-        self.data.snapshots.append(snapshot)
-        self._event(
-            f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
-            f"paused the target {snapshot.duration_s:.2f} s"
-        )
-        # Counts as of this snapshot, so a run that ends here without test_stop (harness killed)
-        # still reports per-request figures.
-        self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
-        self.run_dir.save_state(self.data, "running")
-        return True
+        settings = self.settings
+        try:
+            self.history.finish(
+                self.history_id,
+                status=status,
+                verdict=report.verdict.kind,
+                measured=report.requests.measured,
+                bytes_per_request=report.traced.per_request,
+                rss_per_request=report.rss.per_request,
+                suspects=suspect_summaries(report.suspects),
+            )
+            earlier = self.history.previous_finished(settings.scenario, self.history_id, 10)
+        except HistoryError as exc:
+            self._history_failed(exc)
+            return False
+        print(f"memsoak: history: run {self.history_id} in {self.history.path}", flush=True)
+        if status != "finished":
+            return False
+        result = judge(report.traced.per_request, [r.bytes_per_request or 0.0 for r in earlier])
+        word = "REGRESSION" if result.regressed else "no regression" if result.judged else "not judged"
+        print(f"memsoak: regression check: {word}: {result.explanation}", flush=True)
+        return result.regressed
+
+    def _history_failed(self, exc: HistoryError) -> None:
+        self._event(f"run history not recorded: {exc}")
+        logger.error("memsoak: %s", exc)
+        self.history_id = None
 
     def _sample_forever(self) -> None:
         failures = 0

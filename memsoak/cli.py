@@ -88,6 +88,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
     p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    p.add_argument(
+        "--until-confident",
+        action="store_true",
+        help="stop as soon as the verdict is settled (--requests is then the cap)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -113,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_leak=args.fail_on_leak,
             frames=args.frames,
             max_time_s=args.max_time,
+            until_confident=args.until_confident,
         )
     )
 
@@ -125,6 +131,12 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--token", help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)")
     p.add_argument("--frames", type=_positive_int, default=None, help="traceback depth to trace")
     p.add_argument("--allow", action="append", metavar="CIDR", help="networks allowed to use the agent")
+    p.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_false",
+        help="start with tracemalloc off (memsoak run's plugin turns it on at the baseline)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -137,6 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
         bind=args.bind,
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
+        trace=args.trace,
         allow=tuple(args.allow) if args.allow else serve.LOOPBACK,
     )
 

@@ -36,6 +36,7 @@ class RunOptions:
     fail_on_leak: bool
     frames: int | None
     max_time_s: int
+    until_confident: bool = False
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -62,6 +63,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
     ]  # fmt: skip
     if options.fail_on_leak:
         command.append("--memsoak-fail-on-leak")
+    if options.until_confident:
+        command.append("--memsoak-until-confident")
     return command
 
 
@@ -108,6 +111,8 @@ def run(options: RunOptions) -> int:
             log_path=options.out / "target.log",
             app_dir=options.app_dir,
             frames=options.frames,
+            # Warm-up runs untraced, at full speed; the plugin turns tracing on at the baseline.
+            extra_args=("--no-trace",),
         )
         url = target.url
     print(f"memsoak: target {url}; {options.requests:,} measured requests after {options.warmup:,} "

@@ -77,6 +77,20 @@ def add_options(parser: Any) -> None:
         env_var="LOCUST_MEMSOAK_AGENT_TIMEOUT",
         help="seconds to wait for the agent, a snapshot included (default %(default)s)",
     )
+    group.add_argument(
+        "--memsoak-until-confident",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_MEMSOAK_UNTIL_CONFIDENT",
+        help="snapshot often and stop as soon as the verdict is settled; --memsoak-requests is the cap",
+    )
+    group.add_argument(
+        "--memsoak-frames",
+        type=int,
+        default=0,
+        env_var="LOCUST_MEMSOAK_FRAMES",
+        help="traceback depth when the plugin turns tracing on at the baseline (default: the target's)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +104,8 @@ class Settings:
     fail_on_leak: bool
     sample_interval: float
     agent_timeout: float
+    until_confident: bool = False
+    frames: int = 0  # 0: the depth the target was started with
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -120,4 +136,12 @@ class Settings:
             fail_on_leak=bool(options.memsoak_fail_on_leak),
             sample_interval=options.memsoak_sample_interval,
             agent_timeout=options.memsoak_agent_timeout,
+            until_confident=bool(getattr(options, "memsoak_until_confident", False)),
+            frames=_frames(getattr(options, "memsoak_frames", 0)),
         )
+
+
+def _frames(frames: int) -> int:
+    if not 0 <= frames <= 100:
+        raise MemsoakError(f"--memsoak-frames must be 1..100 (0: the target's own), got {frames}")
+    return frames

@@ -219,6 +219,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="exit 1 when bytes per request are clearly above the scenario's recent history",
     )
+    p.add_argument(
+        "--until-confident",
+        action="store_true",
+        help="stop as soon as the verdict is settled (--requests is then the cap)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -264,6 +269,7 @@ def _run(args: argparse.Namespace) -> int:
             scenario=args.scenario or "",
             revision=revision,
             fail_on_regression=args.fail_on_regression,
+            until_confident=args.until_confident,
         )
     )
 
@@ -287,6 +293,12 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--workers", type=_positive_int, default=1, help="worker processes (gevent: forked after binding)"
     )
     p.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread or gevent")
+    p.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_false",
+        help="start with tracemalloc off (memsoak run's plugin turns it on at the baseline)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -300,6 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
         bind=args.bind,
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
+        trace=args.trace,
         allow=tuple(args.allow) if args.allow else LOOPBACK,
         server_kind=args.server,
         workers=args.workers,

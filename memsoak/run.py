@@ -57,6 +57,7 @@ class RunOptions:
     scenario: str = ""
     revision: str = ""
     fail_on_regression: bool = False
+    until_confident: bool = False
 
     @property
     def target_name(self) -> str:
@@ -135,6 +136,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command.append("--memsoak-fail-on-regression")
     if options.formats:
         command += ["--memsoak-format", ",".join(options.formats)]
+    if options.until_confident:
+        command.append("--memsoak-until-confident")
     return command
 
 
@@ -290,9 +293,13 @@ def run(options: RunOptions) -> int:
             log_path=options.out / "target.log",
             app_dir=options.app_dir,
             frames=options.frames,
-            extra_args=("--server", options.server, "--workers", str(options.server_workers))
-            if options.server != "gevent" or options.server_workers != 1
-            else (),
+            extra_args=(
+                ("--server", options.server, "--workers", str(options.server_workers))
+                if options.server != "gevent" or options.server_workers != 1
+                # Warm-up runs untraced, at full speed; the plugin turns tracing on at the
+                # baseline. Multi-worker targets have no such switch: they trace from the start.
+                else ("--no-trace",)
+            ),
         )
         url = target.url
     plan = (

@@ -24,6 +24,7 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
+from memsoak.agent import tracing  # noqa: E402
 from memsoak.agent.middleware import LOOPBACK, Agent  # noqa: E402
 from memsoak.errors import MemsoakError  # noqa: E402
 
@@ -85,6 +86,7 @@ def serve(
     host, port = parse_bind(bind)
     generated = token is None and not os.environ.get("MEMSOAK_TOKEN")
     token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_urlsafe(24)
+    tracing.configured_frames = frames
     if server_kind == "gunicorn":
         from memsoak.prefork import exec_gunicorn
 

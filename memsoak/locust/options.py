@@ -146,6 +146,20 @@ def add_options(parser: Any) -> None:
         env_var="LOCUST_MEMSOAK_AGENT_TIMEOUT",
         help="seconds to wait for the agent, a snapshot included (default %(default)s)",
     )
+    group.add_argument(
+        "--memsoak-until-confident",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_MEMSOAK_UNTIL_CONFIDENT",
+        help="snapshot often and stop as soon as the verdict is settled; --memsoak-requests is the cap",
+    )
+    group.add_argument(
+        "--memsoak-frames",
+        type=int,
+        default=0,
+        env_var="LOCUST_MEMSOAK_FRAMES",
+        help="traceback depth when the plugin turns tracing on at the baseline (default: the target's)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +181,8 @@ class Settings:
     target: str = ""
     revision: str = ""
     fail_on_regression: bool = False
+    until_confident: bool = False
+    frames: int = 0  # 0: the depth the target was started with
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -216,6 +232,8 @@ class Settings:
             target=options.memsoak_target or options.host or agent_url,
             revision=options.memsoak_revision,
             fail_on_regression=bool(options.memsoak_fail_on_regression),
+            until_confident=bool(getattr(options, "memsoak_until_confident", False)),
+            frames=_frames(getattr(options, "memsoak_frames", 0)),
         )
 
 
@@ -243,3 +261,9 @@ def _default_scenario(options: Any) -> str:
     locustfile = getattr(options, "locustfile", None) or "locustfile"
     stem = Path(str(locustfile).split(",")[0]).stem
     return f"{stem}@{options.host}" if options.host else stem
+
+
+def _frames(frames: int) -> int:
+    if not 0 <= frames <= 100:
+        raise MemsoakError(f"--memsoak-frames must be 1..100 (0: the target's own), got {frames}")
+    return frames

@@ -19,6 +19,7 @@ from locust.env import Environment
 from analysis.model import RequestCounts, RunData, Sample, Snapshot
 from analysis.regression import judge
 from analysis.report import Report, build_report
+from analysis.sequential import confident_checkpoints, settled
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
 from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
@@ -71,6 +72,7 @@ class MemsoakPlugin:
         self._interrupted = False
         self._sample_interval = self.settings.sample_interval
         self.history_id: int | None = None
+        self._tracing_turned_on = False
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
@@ -103,7 +105,13 @@ class MemsoakPlugin:
             # A soak: the only boundary is the end of warm-up; the clock drives the checkpoints.
             self.gate = RequestGate([settings.warmup], self._on_boundary, open_ended=True)
         else:
-            boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
+            if settings.until_confident:
+                boundaries = [
+                    settings.warmup,
+                    *(settings.warmup + n for n in confident_checkpoints(settings.requests)),
+                ]
+            else:
+                boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
             self.gate = self._make_gate(boundaries)
         self._history_start()
         if self.progress:
@@ -151,6 +159,7 @@ class MemsoakPlugin:
             self._snapshot(measured, "final", required=not self._interrupted)
         if self._interrupted and snapshots:
             measured = snapshots[-1].requests
+        self._restore_tracing()
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
@@ -183,17 +192,53 @@ class MemsoakPlugin:
         settings = self.settings
         measured = total_completed - settings.warmup
         if measured == 0:
-            if self._snapshot(0, "baseline"):
+            if self._start_tracing() and self._snapshot(0, "baseline"):
                 self._measuring_since = time.monotonic()
                 self._sampler = gevent.spawn(self._sample_forever)
                 if settings.duration_s is not None:
                     self._clock = gevent.spawn(self._soak_clock, self._measuring_since)
         elif measured < settings.requests:
-            self._snapshot(measured, "checkpoint")
+            if self._snapshot(measured, "checkpoint") and settings.until_confident:
+                self._stop_if_settled(measured)
         else:
             # The final snapshot is taken in test_stop, so a run ended any other way (Ctrl-C,
             # --run-time, the web UI's stop button) gets one too. quit() must not run in this
             # greenlet's caller chain: spawn it.
+            self._quit()
+
+    def _start_tracing(self) -> bool:
+        """Warm-up runs untraced when the target was started with tracing off (`memsoak run`
+        does that): tracing starts here, just before the baseline, at the target's depth."""
+        try:
+            if self.agent.status().get("tracing"):
+                return True
+            status = self.agent.set_tracing(True, self.settings.frames or None)
+        except AgentError as exc:
+            self._target_failed(f"turning tracing on at the baseline failed: {exc}")
+            return False
+        self._tracing_turned_on = True
+        self._event(f"warm-up ran untraced; tracing on at the baseline ({status.get('frames_limit')} frames)")
+        return True
+
+    def _restore_tracing(self) -> None:
+        """Leave a target that outlives the run as untraced as it was found."""
+        if self._tracing_turned_on and not self.target_failed:
+            try:
+                self.agent.set_tracing(False)
+            except AgentError as exc:
+                self._event(f"turning tracing off at the end failed: {exc}")
+            self._tracing_turned_on = False
+
+    def _stop_if_settled(self, measured: int) -> None:
+        data = self.data
+        partial = RunData(
+            snapshots=data.snapshots,
+            samples=[s for s in data.samples if s.requests <= measured],
+            requests=RequestCounts(self.settings.warmup, measured, self.failed_measured),
+        )
+        reason = settled(build_report(partial), data.snapshots)
+        if reason is not None:
+            self._event(f"verdict settled after {measured:,} measured requests: {reason}")
             self._quit()
 
     def _soak_clock(self, started: float) -> None:

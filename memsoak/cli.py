@@ -88,7 +88,31 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
     p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    _add_verdict_options(p)
     p.set_defaults(handler=_run)
+
+
+def _add_verdict_options(p: _Parser) -> None:
+    from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types
+    from memsoak.locust.options import DEFAULT_RETENTION_SECONDS
+
+    group = p.add_argument_group("verdict thresholds (README: How memsoak decides)")
+    defaults = Thresholds()
+    for name, kind in threshold_types().items():
+        option, meaning = THRESHOLD_OPTIONS[name]
+        group.add_argument(
+            f"--{option}",
+            dest=f"threshold_{name}",
+            metavar="N",
+            type=_positive_float if kind is float else _non_negative_int,
+            help=f"{meaning} (default {getattr(defaults, name)})",
+        )
+    group.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=DEFAULT_RETENTION_SECONDS,
+        help="time the agent may spend finding what keeps each leak suspect alive; 0 skips it",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -97,6 +121,19 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.app_dir and not args.app:
         raise MemsoakError("--app-dir goes with --app")
+    from analysis.thresholds import THRESHOLD_OPTIONS, thresholds_from
+
+    chosen = {name: getattr(args, f"threshold_{name}") for name in THRESHOLD_OPTIONS}
+    try:
+        thresholds_from(chosen)  # one clear line now rather than from inside Locust
+    except ValueError as exc:
+        raise MemsoakError(f"--{exc}") from None
+    if not 0 <= args.retention_seconds <= 120:
+        raise MemsoakError(f"--retention-seconds must be 0..120, got {args.retention_seconds}")
+    verdict_args = [
+        (THRESHOLD_OPTIONS[name][0], str(value)) for name, value in chosen.items() if value is not None
+    ]
+    verdict_args.append(("retention-seconds", str(args.retention_seconds)))
     return run(
         RunOptions(
             app=args.app,
@@ -113,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_leak=args.fail_on_leak,
             frames=args.frames,
             max_time_s=args.max_time,
+            verdict_args=tuple(verdict_args),
         )
     )
 

@@ -36,6 +36,7 @@ class RunOptions:
     fail_on_leak: bool
     frames: int | None
     max_time_s: int
+    verdict_args: tuple[tuple[str, str], ...] = ()  # (Locust option without --memsoak-, value)
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -62,6 +63,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
     ]  # fmt: skip
     if options.fail_on_leak:
         command.append("--memsoak-fail-on-leak")
+    for option, value in options.verdict_args:
+        command += [f"--memsoak-{option}", value]
     return command
 
 

@@ -66,6 +66,7 @@ class RunDir:
             "parameters": run.parameters,
             "locust_stats": run.locust_stats,
             "events": run.events,
+            "retention": run.retention,
         }
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
@@ -104,6 +105,9 @@ class RunDir:
             locust_stats=state.get("locust_stats", {}),
             events=[str(e) for e in events] if isinstance(events, list) else [],
         )
+        retention = state.get("retention", [])
+        if isinstance(retention, list):
+            run.retention = [doc for doc in retention if isinstance(doc, dict)]
         return run, str(state.get("status", "unknown"))
 
 

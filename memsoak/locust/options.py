@@ -4,15 +4,17 @@ and a locust.conf key (memsoak-requests = 10000)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types, thresholds_from
 from memsoak.errors import MemsoakError
 
 DEFAULT_REQUESTS = 10_000
 DEFAULT_WARMUP = 200
 DEFAULT_CHECKPOINTS = 5
+DEFAULT_RETENTION_SECONDS = 10.0
 
 
 def add_options(parser: Any) -> None:
@@ -77,6 +79,28 @@ def add_options(parser: Any) -> None:
         env_var="LOCUST_MEMSOAK_AGENT_TIMEOUT",
         help="seconds to wait for the agent, a snapshot included (default %(default)s)",
     )
+    group.add_argument(
+        "--memsoak-retention-seconds",
+        type=float,
+        default=DEFAULT_RETENTION_SECONDS,
+        env_var="LOCUST_MEMSOAK_RETENTION_SECONDS",
+        help="after a leak verdict, time the agent may spend finding what keeps each suspect "
+        "alive; 0 skips it (default %(default)s)",
+    )
+    _add_threshold_options(group)
+
+
+def _add_threshold_options(group: Any) -> None:
+    defaults = Thresholds()
+    for name, kind in threshold_types().items():
+        option, meaning = THRESHOLD_OPTIONS[name]
+        group.add_argument(
+            f"--memsoak-{option}",
+            type=kind,
+            default=None,
+            env_var=f"LOCUST_MEMSOAK_{option.upper().replace('-', '_')}",
+            help=f"verdict threshold: {meaning} (default {getattr(defaults, name)})",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +114,8 @@ class Settings:
     fail_on_leak: bool
     sample_interval: float
     agent_timeout: float
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -110,6 +136,16 @@ class Settings:
             raise MemsoakError("no agent token: pass --memsoak-agent-token or set MEMSOAK_TOKEN")
         from memsoak.rundir import default_out_dir
 
+        try:
+            thresholds = thresholds_from(
+                {name: getattr(options, f"memsoak_{name_option(name)}", None) for name in THRESHOLD_OPTIONS}
+            )
+        except ValueError as exc:
+            raise MemsoakError(f"--memsoak-{exc}") from None
+        retention_seconds = getattr(options, "memsoak_retention_seconds", DEFAULT_RETENTION_SECONDS)
+        if not 0 <= retention_seconds <= 120:
+            raise MemsoakError(f"--memsoak-retention-seconds must be 0..120, got {retention_seconds}")
+
         return cls(
             requests=requests,
             warmup=options.memsoak_warmup,
@@ -120,4 +156,11 @@ class Settings:
             fail_on_leak=bool(options.memsoak_fail_on_leak),
             sample_interval=options.memsoak_sample_interval,
             agent_timeout=options.memsoak_agent_timeout,
+            thresholds=thresholds,
+            retention_seconds=retention_seconds,
         )
+
+
+def name_option(name: str) -> str:
+    """The argparse attribute suffix of a threshold's option (`min-requests` -> `min_requests`)."""
+    return THRESHOLD_OPTIONS[name][0].replace("-", "_")

@@ -6,6 +6,7 @@ import io
 import json
 import tracemalloc
 from collections.abc import Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -223,7 +224,7 @@ _registry: dict[str, list[str]] = {}
 
 
 class Audit:
-    entries: list[bytes] = []
+    entries: ClassVar[list[bytes]] = []
 
 
 def _remember(key: str) -> None:

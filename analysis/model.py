@@ -97,3 +97,5 @@ class RunData:
     parameters: dict[str, object] = field(default_factory=dict)
     locust_stats: dict[str, object] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)  # what happened (target died, agent timeout, ...)
+    # The agent's answers on what keeps the leak suspects alive (analysis.retention reads them).
+    retention: list[dict[str, object]] = field(default_factory=list)

@@ -131,5 +131,10 @@ class AgentClient:
     def collect_garbage(self) -> dict[str, Any]:
         return self._json("POST", "gc", {})
 
+    def retention(self, suspects: list[dict[str, Any]], max_seconds: float = 10.0) -> dict[str, Any]:
+        """What keeps each suspect alive (memsoak/agent/retention.py): [{"traceback": [[file,
+        line], ...], "live_bytes": int}] in, {"suspects": [...], ...} out."""
+        return self._json("POST", "retention", {"suspects": suspects, "max_seconds": max_seconds})
+
     def set_tracing(self, enable: bool, frames: int | None = None) -> dict[str, Any]:
         return self._json("POST", "tracing", {"enable": enable, "frames": frames})

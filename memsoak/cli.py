@@ -224,7 +224,31 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="stop as soon as the verdict is settled (--requests is then the cap)",
     )
+    _add_verdict_options(p)
     p.set_defaults(handler=_run)
+
+
+def _add_verdict_options(p: _Parser) -> None:
+    from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types
+    from memsoak.locust.options import DEFAULT_RETENTION_SECONDS
+
+    group = p.add_argument_group("verdict thresholds (README: How memsoak decides)")
+    defaults = Thresholds()
+    for name, kind in threshold_types().items():
+        option, meaning = THRESHOLD_OPTIONS[name]
+        group.add_argument(
+            f"--{option}",
+            dest=f"threshold_{name}",
+            metavar="N",
+            type=_positive_float if kind is float else _non_negative_int,
+            help=f"{meaning} (default {getattr(defaults, name)})",
+        )
+    group.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=DEFAULT_RETENTION_SECONDS,
+        help="time the agent may spend finding what keeps each leak suspect alive; 0 skips it",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -242,6 +266,19 @@ def _run(args: argparse.Namespace) -> int:
         raise MemsoakError("--checkpoint-every must not be longer than --duration")
     history = _history_path(args)
     revision = args.revision if args.revision is not None else detect_revision(args.app_dir or ".")
+    from analysis.thresholds import THRESHOLD_OPTIONS, thresholds_from
+
+    chosen = {name: getattr(args, f"threshold_{name}") for name in THRESHOLD_OPTIONS}
+    try:
+        thresholds_from(chosen)  # one clear line now rather than from inside Locust
+    except ValueError as exc:
+        raise MemsoakError(f"--{exc}") from None
+    if not 0 <= args.retention_seconds <= 120:
+        raise MemsoakError(f"--retention-seconds must be 0..120, got {args.retention_seconds}")
+    verdict_args = [
+        (THRESHOLD_OPTIONS[name][0], str(value)) for name, value in chosen.items() if value is not None
+    ]
+    verdict_args.append(("retention-seconds", str(args.retention_seconds)))
     return run(
         RunOptions(
             app=args.app,
@@ -270,6 +307,7 @@ def _run(args: argparse.Namespace) -> int:
             revision=revision,
             fail_on_regression=args.fail_on_regression,
             until_confident=args.until_confident,
+            verdict_args=tuple(verdict_args),
         )
     )
 

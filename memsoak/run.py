@@ -58,6 +58,7 @@ class RunOptions:
     revision: str = ""
     fail_on_regression: bool = False
     until_confident: bool = False
+    verdict_args: tuple[tuple[str, str], ...] = ()  # (Locust option without --memsoak-, value)
 
     @property
     def target_name(self) -> str:
@@ -138,6 +139,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command += ["--memsoak-format", ",".join(options.formats)]
     if options.until_confident:
         command.append("--memsoak-until-confident")
+    for option, value in options.verdict_args:
+        command += [f"--memsoak-{option}", value]
     return command
 
 

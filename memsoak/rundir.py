@@ -66,6 +66,7 @@ class RunDir:
             "parameters": run.parameters,
             "locust_stats": run.locust_stats,
             "events": run.events,
+            "retention": run.retention,
         }
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
@@ -180,6 +181,10 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
         locust_stats=_object(state.get("locust_stats", {}), "locust_stats"),
         events=list(events),
     )
+    retention = state.get("retention", [])
+    if isinstance(retention, list):
+        # Retention paths are shown as found; a malformed entry is dropped, not fatal.
+        run.retention = [doc for doc in retention if isinstance(doc, dict)]
     return run, status if isinstance(status, str) else "unknown"
 
 

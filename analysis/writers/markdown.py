@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from typing import TextIO
 
 from analysis.report import Report
@@ -23,6 +25,21 @@ def _load_line(stats: dict[str, object]) -> str:
         if isinstance(value, int | float):
             parts.append(f"{value:,} {label}")
     return ", ".join(parts)
+
+
+def _evidence(report: Report, w: Callable[[str], object]) -> None:
+    """Each suspect's live size at every checkpoint and its fit: what the verdict rests on."""
+    w("\n### Growth per checkpoint interval\n\n")
+    w(
+        "| site | steady | fit B/request | late/overall | grew in | growth per interval |\n"
+        "| --- | --- | ---: | ---: | ---: | --- |\n"
+    )
+    for s in report.suspects[:_TOP]:
+        steps = ", ".join(human_bytes(b - a) for a, b in itertools.pairwise(s.growth))
+        w(
+            f"| `{s.file.rsplit('/', 1)[-1]}:{s.line}` | {'yes' if s.steady else 'no'} "
+            f"| {s.fit_per_request:,.1f} | {s.late_ratio:.2f} | {s.grew_share:.0%} | {steps} |\n"
+        )
 
 
 def render(report: Report, file: TextIO) -> None:
@@ -56,7 +73,10 @@ def render(report: Report, file: TextIO) -> None:
                 f"| {site} | `{_cell(s.code)}` | {s.bytes_per_request:,.1f} "
                 f"| {s.objects_per_request:,.2f} | {human_bytes(s.size_diff)} |\n"
             )
+        _evidence(report, w)
         top = report.suspects[0]
+        if top.retention is not None:
+            w(f"\nWhat keeps the top suspect alive: {_cell(top.retention.summary)}\n")
         w("\nTraceback of the top suspect (innermost last):\n\n```\n")
         for frame in top.traceback:
             w(f'  File "{frame.file}", line {frame.line}, in {frame.function}\n')

@@ -117,6 +117,7 @@ class Agent:
             ("POST", "gc"): self._gc,
             ("POST", "tracing"): self._tracing,
             ("GET", "metrics"): self._metrics_text,
+            ("POST", "retention"): self._retention,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -253,6 +254,27 @@ class Agent:
 
         return {"collected": gc.collect()}
 
+    def _retention(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What keeps each suspect alive. The suspects come as data (tracebacks of [file, line]
+        pairs, compared with tracemalloc's), never as names of files to open."""
+        from memsoak.agent.retention import MAX_SUSPECTS, find_retention
+
+        suspects = body.get("suspects")
+        max_seconds = body.get("max_seconds", 10.0)
+        if (
+            not isinstance(suspects, list)
+            or not 1 <= len(suspects) <= MAX_SUSPECTS
+            or not all(_is_suspect(s) for s in suspects)
+            or type(max_seconds) not in (int, float)
+            or not 0 < max_seconds <= 120
+        ):
+            raise _Refusal(
+                "400 Bad Request",
+                f"expected {{'suspects': [{{'traceback': [[file, line], ...], 'live_bytes': int}}] "
+                f"(1..{MAX_SUSPECTS}), 'max_seconds': 0..120}}",
+            )
+        return find_retention(suspects, max_seconds=float(max_seconds))
+
     def _tracing(self, body: dict[str, Any]) -> dict[str, Any]:
         enable = body.get("enable")
         frames = body.get("frames")
@@ -261,3 +283,17 @@ class Agent:
         ):
             raise _Refusal("400 Bad Request", "expected {'enable': bool, 'frames': 1..100}")
         return tracing.set_tracing(enable, frames)
+
+
+def _is_suspect(doc: Any) -> bool:
+    if not isinstance(doc, dict) or type(doc.get("live_bytes", 0)) is not int:
+        return False
+    traceback = doc.get("traceback")
+    return (
+        isinstance(traceback, list)
+        and 1 <= len(traceback) <= 100
+        and all(
+            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and type(f[1]) is int
+            for f in traceback
+        )
+    )

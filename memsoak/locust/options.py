@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types, thresholds_from
 from memsoak.errors import MemsoakError
 
 DEFAULT_REQUESTS = 10_000
@@ -33,6 +34,9 @@ def parse_duration(text: str) -> float:
     if not compact or not total > 0:
         raise ValueError(f"not a positive duration: {text!r}")
     return total
+
+
+DEFAULT_RETENTION_SECONDS = 10.0
 
 
 def add_options(parser: Any) -> None:
@@ -160,6 +164,28 @@ def add_options(parser: Any) -> None:
         env_var="LOCUST_MEMSOAK_FRAMES",
         help="traceback depth when the plugin turns tracing on at the baseline (default: the target's)",
     )
+    group.add_argument(
+        "--memsoak-retention-seconds",
+        type=float,
+        default=DEFAULT_RETENTION_SECONDS,
+        env_var="LOCUST_MEMSOAK_RETENTION_SECONDS",
+        help="after a leak verdict, time the agent may spend finding what keeps each suspect "
+        "alive; 0 skips it (default %(default)s)",
+    )
+    _add_threshold_options(group)
+
+
+def _add_threshold_options(group: Any) -> None:
+    defaults = Thresholds()
+    for name, kind in threshold_types().items():
+        option, meaning = THRESHOLD_OPTIONS[name]
+        group.add_argument(
+            f"--memsoak-{option}",
+            type=kind,
+            default=None,
+            env_var=f"LOCUST_MEMSOAK_{option.upper().replace('-', '_')}",
+            help=f"verdict threshold: {meaning} (default {getattr(defaults, name)})",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +209,8 @@ class Settings:
     fail_on_regression: bool = False
     until_confident: bool = False
     frames: int = 0  # 0: the depth the target was started with
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -213,6 +241,15 @@ class Settings:
             formats = parse_formats(getattr(options, "memsoak_format", "all") or "all")
         except UnknownFormat as exc:
             raise MemsoakError(f"--memsoak-format: {exc}") from None
+        try:
+            thresholds = thresholds_from(
+                {name: getattr(options, f"memsoak_{name_option(name)}", None) for name in THRESHOLD_OPTIONS}
+            )
+        except ValueError as exc:
+            raise MemsoakError(f"--memsoak-{exc}") from None
+        retention_seconds = getattr(options, "memsoak_retention_seconds", DEFAULT_RETENTION_SECONDS)
+        if not 0 <= retention_seconds <= 120:
+            raise MemsoakError(f"--memsoak-retention-seconds must be 0..120, got {retention_seconds}")
 
         return cls(
             requests=requests,
@@ -234,6 +271,8 @@ class Settings:
             fail_on_regression=bool(options.memsoak_fail_on_regression),
             until_confident=bool(getattr(options, "memsoak_until_confident", False)),
             frames=_frames(getattr(options, "memsoak_frames", 0)),
+            thresholds=thresholds,
+            retention_seconds=retention_seconds,
         )
 
 
@@ -267,3 +306,8 @@ def _frames(frames: int) -> int:
     if not 0 <= frames <= 100:
         raise MemsoakError(f"--memsoak-frames must be 1..100 (0: the target's own), got {frames}")
     return frames
+
+
+def name_option(name: str) -> str:
+    """The argparse attribute suffix of a threshold's option (`min-requests` -> `min_requests`)."""
+    return THRESHOLD_OPTIONS[name][0].replace("-", "_")

@@ -43,6 +43,7 @@ MAX_SAMPLE_FAILURES = 3
 # per site in a diff (0.03 B/request over 10,000 requests), for snapshots ~5x smaller and faster.
 MIN_SITE_BYTES = 256
 PROGRESS_INTERVAL_S = 0.5
+RETENTION_SUSPECTS = 3
 
 
 class MemsoakPlugin:
@@ -164,7 +165,9 @@ class MemsoakPlugin:
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
         self.data.locust_stats = _locust_stats(environment)
-        self.report = build_report(self.data)
+        self.report = build_report(self.data, self.settings.thresholds)
+        if self._find_retention(self.report):
+            self.report = build_report(self.data, self.settings.thresholds)
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)
         paths = self.run_dir.write_reports(self.report, self.settings.formats or None)
@@ -236,7 +239,7 @@ class MemsoakPlugin:
             samples=[s for s in data.samples if s.requests <= measured],
             requests=RequestCounts(self.settings.warmup, measured, self.failed_measured),
         )
-        reason = settled(build_report(partial), data.snapshots)
+        reason = settled(build_report(partial, self.settings.thresholds), data.snapshots)
         if reason is not None:
             self._event(f"verdict settled after {measured:,} measured requests: {reason}")
             self._quit()
@@ -261,6 +264,12 @@ class MemsoakPlugin:
         self._quit()
 
     def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
+        # A reading just before the snapshot: RSS growth between snapshots is what requests drive,
+        # apart from the snapshots' own footprint (analysis/driven.py).
+        try:
+            self._sample(measured)
+        except AgentError as exc:
+            self._event(f"RSS reading before the {label} snapshot failed: {exc}")
         with self._snapshot_lock:
             self._snapshotting = True  # the target is paused by design: the sampler waits
             try:
@@ -370,7 +379,7 @@ class MemsoakPlugin:
             if self._snapshotting:
                 continue
             try:
-                status = self.agent.status()
+                self._sample(max(0, gate.completed - self.settings.warmup))
             except AgentError as exc:
                 if self._snapshotting:  # a snapshot started meanwhile and held the agent up
                     continue
@@ -381,18 +390,56 @@ class MemsoakPlugin:
                 self._event(f"RSS sample failed: {exc}")
                 continue
             failures = 0
-            self.data.samples.append(
-                Sample(
-                    requests=max(0, gate.completed - self.settings.warmup),
-                    elapsed_s=time.monotonic() - self._measuring_since,
-                    rss_bytes=status["rss_bytes"],
-                    traced_bytes=status["traced_bytes"],
-                )
+
+    def _sample(self, measured: int) -> None:
+        """One RSS reading; AgentError when the agent does not answer."""
+        if self._measuring_since is None:
+            return
+        status = self.agent.status()
+        self.data.samples.append(
+            Sample(
+                requests=measured,
+                elapsed_s=time.monotonic() - self._measuring_since,
+                rss_bytes=status["rss_bytes"],
+                traced_bytes=status["traced_bytes"],
             )
-            if len(self.data.samples) > MAX_SAMPLES:
-                # Keep the series bounded however long the run: halve its resolution.
-                self.data.samples[:] = self.data.samples[::2]
-                self._sample_interval *= 2
+        )
+        if len(self.data.samples) > MAX_SAMPLES:
+            # Keep the series bounded however long the run: halve its resolution.
+            self.data.samples[:] = self.data.samples[::2]
+            self._sample_interval *= 2
+
+    def _find_retention(self, report: Report) -> bool:
+        """Ask the agent what keeps the leak suspects alive (bounded by --memsoak-retention-seconds).
+        A failure here costs the paths, never the run."""
+        leaking = [s for s in report.suspects if s.steady][:RETENTION_SUSPECTS]
+        if report.verdict.kind != "leak" or not leaking or self.target_failed:
+            return False
+        if self.settings.retention_seconds <= 0:
+            return False
+        live = {s.traceback: s.growth[-1] for s in leaking}
+        started = time.monotonic()
+        try:
+            answer = self.agent.retention(
+                [
+                    {"traceback": [[f.file, f.line] for f in tb], "live_bytes": size}
+                    for tb, size in live.items()
+                ],
+                max_seconds=self.settings.retention_seconds,
+            )
+        except AgentError as exc:
+            self._event(f"retention search failed: {exc}")
+            return False
+        found = answer.get("suspects")
+        if not isinstance(found, list):
+            return False
+        self.data.retention = [doc for doc in found if isinstance(doc, dict)]
+        self._event(
+            f"retention search: {sum(1 for d in self.data.retention if d.get('found') is True)} of "
+            f"{len(leaking)} suspect(s) traced to a root in {time.monotonic() - started:.1f} s"
+        )
+        self.run_dir.save_state(self.data, "finished")
+        return True
 
     def latest_reading(self) -> Sample | Snapshot | None:
         """The most recent reading of the target's memory: a sample or a snapshot."""

@@ -6,8 +6,10 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.errors import MemsoakError, TargetError
@@ -70,7 +72,6 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
 
 def _drive_locust(options: RunOptions, url: str, token: str) -> int:
     from memsoak.progress import ENV as PROGRESS_ENV
-    from memsoak.progress import TerminalView
 
     env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
     log_path = options.out / "locust.log"
@@ -85,14 +86,22 @@ def _drive_locust(options: RunOptions, url: str, token: str) -> int:
         )
         assert process.stdout is not None
         try:
-            with TerminalView() as view:
-                for line in process.stdout:
-                    log.write(line)
-                    view.feed(line)
-            return process.wait()
+            _relay(process.stdout, log)
         except KeyboardInterrupt:
-            # Locust got the same Ctrl-C from the terminal: let it write its partial report.
-            return process.wait()
+            # Locust got the same Ctrl-C from the terminal: let it write its partial report, and
+            # show its summary (a second Ctrl-C gives up on that).
+            _relay(process.stdout, log)
+        return process.wait()
+
+
+def _relay(lines: Iterable[str], log: TextIO) -> None:
+    """Keep Locust's whole output in the log; render memsoak's own lines in the terminal."""
+    from memsoak.progress import TerminalView
+
+    with TerminalView() as view:
+        for line in lines:
+            log.write(line)
+            view.feed(line)
 
 
 def run(options: RunOptions) -> int:

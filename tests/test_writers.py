@@ -369,3 +369,9 @@ def test_every_writer_copes_with_a_run_that_gathered_nothing(tmp_path: Path) -> 
             assert "target died" in "".join(_page(text).text)
         elif filename.endswith(".csv"):
             assert text.splitlines() == [",".join(csv_series.COLUMNS)]
+
+
+def test_run_refuses_an_unknown_format_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--format", "html,pdf"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown report format 'pdf'" in err

@@ -111,6 +111,7 @@ def memory_chart(report: Report) -> str:
         _fitted_line(axes, sorted(samples + checkpoints), trend, colour, name)
     axes.set_xlabel("measured requests")
     axes.set_ylabel("MiB")
+    axes.set_ylim(bottom=0)  # from zero, so growth is seen at its true proportion
     axes.set_title("Memory of the target against measured requests", loc="left", fontsize=11)
     if axes.lines:
         # Beside the plot, not on it: the lines start at the top left and end at the top right.
@@ -137,6 +138,7 @@ def suspects_chart(report: Report) -> str:
         )
     axes.set_xlabel("measured requests")
     axes.set_ylabel("live MiB")
+    axes.set_ylim(bottom=0)
     axes.set_title("Live size of the top suspects at each snapshot", loc="left", fontsize=11)
     if axes.lines:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -17,7 +17,7 @@ from typing import Any
 
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from memsoak.errors import MemsoakError
 from memsoak.locust.options import Settings, add_options
@@ -45,8 +45,6 @@ def _check_user_classes(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library: the caller registers
         return
-    from locust.runners import MasterRunner, WorkerRunner
-
     from memsoak.locust.distributed import DistributedMasterPlugin, WorkerPlugin
 
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from memsoak.errors import MemsoakError
 from memsoak.locust.options import Settings, add_options
@@ -45,8 +45,6 @@ def _check_user_classes(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library: the caller registers
         return
-    from locust.runners import MasterRunner
-
     from memsoak.locust.distributed import DistributedMasterPlugin, WorkerPlugin
 
     try:
@@ -58,7 +56,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
             DistributedMasterPlugin if isinstance(environment.runner, MasterRunner) else MemsoakPlugin
         )
         plugin = plugin_class(Settings.from_options(environment.parsed_options))
-        plugin.check_agent()  # fail before any load is sent, not at the first snapshot
+        # Fail before any load is sent, not at the first snapshot.
+        plugin.run_dir.prepare()
+        plugin.check_agent()
         plugin.register(environment)
     except MemsoakError as exc:
         print(f"memsoak: error: {exc}", file=sys.stderr, flush=True)

@@ -249,8 +249,8 @@ class QuotaCoordinator:
             lost = sorted(set(self._waiting) - alive)
             if lost:
                 self._plugin.distributed_failure(
-                    f"Locust worker(s) {', '.join(lost)} left with {sum(self._waiting[w] for w in lost)} "
-                    "requests of their quota unfinished"
+                    f"Locust worker(s) {', '.join(lost)} failed: left with "
+                    f"{sum(self._waiting[w] for w in lost)} requests of their quota unfinished"
                 )
                 return
 

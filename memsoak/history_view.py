@@ -65,6 +65,7 @@ def history_lines(records: Sequence[RunRecord], limit: int) -> list[str]:
                 lines.append(
                     f"  {'':>5}  top suspect {top.get('file')}:{top.get('line')}"
                     f"  {top.get('bytes_per_request', 0):,.0f} B/request"
+                    + ("" if top.get("steady", True) else " (stopped growing)")
                 )
         lines.append("")
     return lines[:-1]

@@ -360,8 +360,9 @@ class MemsoakPlugin:
         if status != "finished":
             return False
         result = judge(report.traced.per_request, [r.bytes_per_request or 0.0 for r in earlier])
-        word = "REGRESSION" if result.regressed else "no regression" if result.judged else "not judged"
-        print(f"memsoak: regression check: {word}: {result.explanation}", flush=True)
+        if result.judged or settings.fail_on_regression:
+            word = "REGRESSION" if result.regressed else "no regression" if result.judged else "not judged"
+            print(f"memsoak: regression check: {word}: {result.explanation}", flush=True)
         return result.regressed
 
     def _history_failed(self, exc: HistoryError) -> None:

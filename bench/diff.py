@@ -14,7 +14,9 @@ with tracing off (as a harness would run it). Rounds alternate; medians are show
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -41,9 +43,14 @@ def _call_paths() -> dict[str, Any]:
         f"    return f{(k * 13 + 1) % PATHS}(n // 2, depth - 1)\n"
         for k in range(PATHS)
     )
-    namespace: dict[str, Any] = {"PATHS": PATHS}
-    exec(compile(source, "<bench-call-paths>", "exec"), namespace)
-    return namespace
+    # Written out and imported like any module (no exec): tracebacks then name a real file.
+    directory = Path(tempfile.mkdtemp(prefix="memsoak-bench-"))
+    (directory / "bench_call_paths.py").write_text(f"PATHS = {PATHS}\n" + source)
+    spec = importlib.util.spec_from_file_location("bench_call_paths", directory / "bench_call_paths.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return vars(module)
 
 
 def _doc(traces: list[Any], frames_limit: int) -> dict[str, Any]:

@@ -160,7 +160,6 @@ class MemsoakPlugin:
             self._snapshot(measured, "final", required=not self._interrupted)
         if self._interrupted and snapshots:
             measured = snapshots[-1].requests
-        self._restore_tracing()
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
@@ -168,6 +167,8 @@ class MemsoakPlugin:
         self.report = build_report(self.data, self.settings.thresholds)
         if self._find_retention(self.report):
             self.report = build_report(self.data, self.settings.thresholds)
+        # Only now: the retention search needs tracemalloc's record of the live objects.
+        self._restore_tracing()
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)
         paths = self.run_dir.write_reports(self.report, self.settings.formats or None)

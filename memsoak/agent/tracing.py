@@ -139,19 +139,17 @@ def group_traces(traces: list[Any]) -> list[tuple[Any, int, int]]:
     addresses = np.ctypeslib.as_array((ctypes.c_uint64 * n).from_address(objects.ctypes.data))
     # np.unique would do, but it imports numpy.ma on first use: inside a snapshot, that import's
     # memory would show up as growth (measured: 528 KiB, and 10% of a run's target CPU).
-    ordered = np.sort(addresses)
-    first_of_run = np.empty(n, dtype=bool)
-    first_of_run[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first_of_run[1:])
-    distinct = ordered[first_of_run]
-    group_of = np.searchsorted(distinct, addresses)
-    sums = np.bincount(group_of, weights=sizes, minlength=len(distinct))
-    counts = np.bincount(group_of, minlength=len(distinct))
-    some_trace = np.empty(len(distinct), dtype=np.int64)
-    some_trace[group_of] = np.arange(n)  # any trace of the group will do: they share the object
+    order = np.argsort(addresses)
+    ordered = addresses[order]
+    starts_run = np.empty(n, dtype=bool)
+    starts_run[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts_run[1:])
+    starts = np.flatnonzero(starts_run)
+    sums = np.add.reduceat(sizes[order], starts)
+    counts = np.diff(np.append(starts, n))
+    some_trace = order[starts]  # any trace of the group will do: they share the object
     tracebacks = objects[some_trace].tolist()
-    # float64 sums are exact below 2**53 bytes
-    grouped = list(zip(tracebacks, sums.astype(np.int64).tolist(), counts.tolist(), strict=True))
+    grouped = list(zip(tracebacks, sums.tolist(), counts.tolist(), strict=True))
     if len(set(tracebacks)) == len(tracebacks):
         return grouped
     merged: dict[Any, list[int]] = {}

@@ -93,6 +93,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="stop as soon as the verdict is settled (--requests is then the cap)",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="low overhead: trace nothing until RSS or the object census grows, then a short window",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -119,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
             frames=args.frames,
             max_time_s=args.max_time,
             until_confident=args.until_confident,
+            watch=args.watch,
         )
     )
 

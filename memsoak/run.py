@@ -37,6 +37,7 @@ class RunOptions:
     frames: int | None
     max_time_s: int
     until_confident: bool = False
+    watch: bool = False
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -65,6 +66,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command.append("--memsoak-fail-on-leak")
     if options.until_confident:
         command.append("--memsoak-until-confident")
+    if options.watch:
+        command.append("--memsoak-watch")
     return command
 
 

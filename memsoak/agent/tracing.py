@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from memsoak.agent.census import census
+
 try:  # a dependency of scipy, so normally present; grouping falls back to sorting without it
     import numpy as _np
     import numpy.ctypeslib  # noqa: F401 - numpy loads it lazily: not inside a traced snapshot
@@ -107,8 +109,8 @@ def current_rss() -> int:
 def status() -> dict[str, Any]:
     traced, peak = tracemalloc.get_traced_memory()
     return {
+        **census(),
         "pid": os.getpid(),
-        "rss_bytes": current_rss(),
         "traced_bytes": traced,
         "traced_peak_bytes": peak,
         "tracing": tracemalloc.is_tracing(),

@@ -85,6 +85,13 @@ def add_options(parser: Any) -> None:
         help="snapshot often and stop as soon as the verdict is settled; --memsoak-requests is the cap",
     )
     group.add_argument(
+        "--memsoak-watch",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_MEMSOAK_WATCH",
+        help="low overhead: watch RSS and a census with tracing off; trace a short window once growth shows",
+    )
+    group.add_argument(
         "--memsoak-frames",
         type=int,
         default=0,
@@ -106,6 +113,7 @@ class Settings:
     agent_timeout: float
     until_confident: bool = False
     frames: int = 0  # 0: the depth the target was started with
+    watch: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -138,6 +146,7 @@ class Settings:
             agent_timeout=options.memsoak_agent_timeout,
             until_confident=bool(getattr(options, "memsoak_until_confident", False)),
             frames=_frames(getattr(options, "memsoak_frames", 0)),
+            watch=bool(getattr(options, "memsoak_watch", False)),
         )
 
 

@@ -151,8 +151,8 @@ class MemsoakPlugin:
                 self._watch(measured)
             elif measured >= self._window_end or measured >= settings.requests:
                 self._quit()
-            else:
-                self._snapshot(measured - self._offset, "checkpoint")
+            elif self._snapshot(measured - self._offset, "checkpoint") and settings.until_confident:
+                self._stop_if_settled(measured - self._offset)
             return
         if settings.watch:
             self._measuring_since = time.monotonic()
@@ -228,7 +228,7 @@ class MemsoakPlugin:
         partial = RunData(
             snapshots=data.snapshots,
             samples=[s for s in data.samples if s.requests <= measured],
-            requests=RequestCounts(self.settings.warmup, measured, self.failed_measured),
+            requests=RequestCounts(self.settings.warmup + self._offset, measured, self.failed_measured),
         )
         reason = settled(build_report(partial), data.snapshots)
         if reason is not None:

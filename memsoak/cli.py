@@ -148,6 +148,7 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from memsoak import serve  # patches the stdlib with gevent: only in this command
+    from memsoak.agent.middleware import LOOPBACK
 
     return serve.serve(
         args.app,
@@ -156,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
         trace=args.trace,
-        allow=tuple(args.allow) if args.allow else serve.LOOPBACK,
+        allow=tuple(args.allow) if args.allow else LOOPBACK,
     )
 
 

@@ -19,6 +19,7 @@ from analysis.report import Report, build_report
 from analysis.sequential import confident_checkpoints, settled
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from memsoak.agent_client import AgentClient, AgentError
+from memsoak.errors import MemsoakError
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
 from memsoak.rundir import RunDir
@@ -65,6 +66,13 @@ class MemsoakPlugin:
         self._window_end: int | None = None
         self._window_pending = False
 
+    def check_agent(self) -> None:
+        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
+        try:
+            self.agent.status()
+        except AgentError as exc:
+            raise MemsoakError(str(exc)) from None
+
     def register(self, environment: Environment) -> None:
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
@@ -76,7 +84,6 @@ class MemsoakPlugin:
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         self._reset()
-        self.run_dir.prepare()
         self.data.parameters = self._parameters(environment)
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings

@@ -22,13 +22,15 @@ import psutil
 
 from memsoak.agent.census import census
 
+_np: Any = None
 try:  # a dependency of scipy, so normally present; grouping falls back to sorting without it
-    import numpy as _np
-    import numpy.ctypeslib  # noqa: F401 - numpy loads it lazily: not inside a traced snapshot
+    import numpy
+    import numpy.ctypeslib  # numpy loads it lazily: not inside a traced snapshot
+
+    if sys.implementation.name == "cpython":  # the address trick below needs CPython's objects
+        _np = numpy
 except ImportError:  # pragma: no cover
-    _np = None
-if sys.implementation.name != "cpython":  # the address trick below needs CPython's object model
-    _np = None
+    pass
 
 # A site with this file anywhere in its traceback was allocated by the agent taking a snapshot
 # (linecache filling, caches below), not by the app.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from analysis.model import Frame, RequestCounts, RunData, Sample
+from analysis.driven import driven_growth
+from analysis.model import Frame, RequestCounts, RunData, Sample, Snapshot
+from analysis.retention import RetentionPath, read_retention, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend, memory_trend
@@ -31,6 +33,13 @@ class Suspect:
     user_frame: Frame | None  # first frame in the user's own code, when the site is in a library
     growth: tuple[int, ...]  # live size at each snapshot, baseline first
     steady: bool  # kept growing across the later checkpoints (not a plateau)
+    # The evidence behind `steady`: Theil-Sen fit of live size over checkpoints, bytes/request;
+    # later-half growth rate over overall rate (1 = proportional to requests, 0 = plateau); and
+    # the share of checkpoint intervals in which it grew.
+    fit_per_request: float = 0.0
+    late_ratio: float = 1.0
+    grew_share: float = 0.0
+    retention: RetentionPath | None = None  # what keeps it alive, when the agent found it
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,19 @@ class Checkpoint:
     rss_bytes: int
     traced_bytes: int
     pause_s: float  # how long the target was blocked taking the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One process of a multi-worker target, from the baseline to the last snapshot. The run's
+    totals (rss, traced, checkpoints) are the sums over these; the suspects are merged."""
+
+    pid: int
+    rss_start: int  # 0 when the worker was not there at the baseline (restarted, say)
+    rss_end: int
+    traced_start: int
+    traced_end: int
+    requests_served: int  # between the two snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +85,25 @@ class Report:
     locust_stats: dict[str, object] = field(default_factory=dict)
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+
+
+def worker_rows(first: Snapshot, last: Snapshot) -> tuple[WorkerRow, ...]:
+    before = {w.pid: w for w in first.workers}
+    rows = []
+    for w in last.workers:
+        start = before.get(w.pid)
+        rows.append(
+            WorkerRow(
+                pid=w.pid,
+                rss_start=start.rss_bytes if start else 0,
+                rss_end=w.rss_bytes,
+                traced_start=start.traced_bytes if start else 0,
+                traced_end=w.traced_bytes,
+                requests_served=w.requests_served - (start.requests_served if start else 0),
+            )
+        )
+    return tuple(rows)
 
 
 def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
@@ -70,6 +111,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
     snapshots = run.snapshots
     measured = run.requests.measured
     suspects = find_suspects(snapshots, measured, limits) if len(snapshots) >= 2 else ()
+    suspects = _attach_retention(suspects, run.retention)
     checkpoints = tuple(Checkpoint(s.requests, s.rss_bytes, s.traced_bytes, s.duration_s) for s in snapshots)
     rss = memory_trend([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes")
     traced = memory_trend([(c.requests, c.traced_bytes) for c in checkpoints], run.samples, "traced_bytes")
@@ -86,6 +128,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         traced=traced,
         tracemalloc_overhead_growth=overhead,
         thresholds=limits,
+        rss_driven=driven_growth([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes"),
     )
     return Report(
         verdict=verdict,
@@ -99,4 +142,17 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         parameters=dict(run.parameters),
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
+        workers=worker_rows(snapshots[0], snapshots[-1]) if snapshots else (),
     )
+
+
+def _attach_retention(suspects: tuple[Suspect, ...], answers: list[dict[str, object]]) -> tuple[Suspect, ...]:
+    """Give each suspect the retention path the agent found for its traceback, if any."""
+    paths: dict[tuple[tuple[str, int], ...], RetentionPath] = {}
+    for doc in answers:
+        entry = read_retention(doc)
+        if entry is not None:
+            paths[entry[0]] = entry[1]
+    if not paths:
+        return suspects
+    return tuple(replace(s, retention=paths.get(site_key(s.traceback))) for s in suspects)

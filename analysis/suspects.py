@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from analysis.diff import grown_sites
 from analysis.model import Frame, SiteStat, Snapshot, Traceback
 from analysis.thresholds import Thresholds
+from analysis.trend import fit_slope
 
 if TYPE_CHECKING:
     from analysis.report import Suspect
@@ -36,22 +38,40 @@ def user_frame(traceback: Traceback, library_files: Sequence[str]) -> Frame | No
     return None
 
 
-def is_steady(growth: Sequence[int], requests: Sequence[int], steady_ratio: float) -> bool:
-    """Still growing in the second half at a rate near the overall one (a leak), rather than
-    having filled up early and stopped (a plateau). Two points cannot tell: counted as steady."""
+def late_ratio(growth: Sequence[int], requests: Sequence[int]) -> float:
+    """Growth rate over the later half of the intervals divided by the rate over the whole run:
+    about 1 for a leak growing in proportion to requests, about 0 for a plateau (a bounded cache,
+    a warm-up that ended). Needs three or more points; with two it is 1 (cannot tell)."""
     if len(growth) < 3:
-        return True
+        return 1.0
     total_span = requests[-1] - requests[0]
     overall = (growth[-1] - growth[0]) / total_span if total_span else 0.0
     if overall <= 0:
-        return False
-    middle = len(growth) // 2
+        return 0.0
+    middle = (len(growth) - 1) // 2
     late_span = requests[-1] - requests[middle]
     late = (growth[-1] - growth[middle]) / late_span if late_span else 0.0
-    return late >= steady_ratio * overall
+    return late / overall
+
+
+def is_steady(growth: Sequence[int], requests: Sequence[int], steady_ratio: float) -> bool:
+    """Still growing in the later half at a rate near the overall one (a leak), rather than
+    having filled up early and stopped (a plateau). Two points cannot tell: counted as steady."""
+    return late_ratio(growth, requests) >= steady_ratio
+
+
+def grew_share(growth: Sequence[int]) -> float:
+    """Fraction of checkpoint intervals in which the live size grew."""
+    steps = list(itertools.pairwise(growth))
+    if not steps:
+        return 0.0
+    return sum(1 for a, b in steps if b > a) / len(steps)
 
 
 def find_suspects(snapshots: Sequence[Snapshot], measured: int, limits: Thresholds) -> tuple[Suspect, ...]:
+    """Sites (whole tracebacks) that grew above the noise floor, leak-like ones (steady) first,
+    then by bytes per request. Grouping by whole traceback keeps two callers of one helper apart,
+    and keeps a line that merely reused memory freed elsewhere from taking its blame."""
     from analysis.report import Suspect  # report imports this module
 
     if len(snapshots) < 2 or measured <= 0:
@@ -70,6 +90,8 @@ def find_suspects(snapshots: Sequence[Snapshot], measured: int, limits: Threshol
         shown = tuple(f for f in traceback if not is_harness_frame(f, harness))
         site = shown[-1]
         growth = tuple(s.sites.get(traceback, _NO_MEMORY).size for s in snapshots)
+        ratio = late_ratio(growth, requests)
+        fit, _method = fit_slope(list(zip(requests, growth, strict=True)))
         found.append(
             Suspect(
                 file=site.file,
@@ -82,8 +104,11 @@ def find_suspects(snapshots: Sequence[Snapshot], measured: int, limits: Threshol
                 traceback=shown,
                 user_frame=user_frame(shown, last.library_files),
                 growth=growth,
-                steady=is_steady(growth, requests, limits.steady_ratio),
+                steady=ratio >= limits.steady_ratio,
+                fit_per_request=fit,
+                late_ratio=ratio,
+                grew_share=grew_share(growth),
             )
         )
-    found.sort(key=lambda s: s.bytes_per_request, reverse=True)
+    found.sort(key=lambda s: (not s.steady, -s.bytes_per_request))
     return tuple(found[: limits.max_suspects])

@@ -24,6 +24,9 @@ def summary_lines(report: Report, paths: Sequence[Path]) -> list[str]:
             f"memsoak: suspect {suspect.file}:{suspect.line}  {suspect.code}  "
             f"{suspect.bytes_per_request:,.0f} B/request, {human_bytes(suspect.size_diff)} in all"
         )
+    held = report.suspects[0].retention if report.suspects else None
+    if held is not None and held.found:
+        lines.append(f"memsoak: held by {held.summary}")
     for event in report.events:
         if "failed" in event or "stopped" in event:
             lines.append(f"memsoak: event: {event}")

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from analysis.model import Frame
 from analysis.report import Report, Suspect
+from analysis.retention import RetentionPath
 from analysis.trend import Trend
 
 FORMAT = "json"
@@ -40,6 +41,29 @@ def _suspect(suspect: Suspect) -> dict[str, Any]:
         "user_frame": _frame(suspect.user_frame) if suspect.user_frame else None,
         "growth": list(suspect.growth),
         "steady": suspect.steady,
+        "fit": {
+            "per_request": suspect.fit_per_request,
+            "method": "theil-sen",
+            "late_ratio": suspect.late_ratio,
+            "grew_share": suspect.grew_share,
+        },
+        "retention": _retention(suspect.retention),
+    }
+
+
+def _retention(path: RetentionPath | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    return {
+        "found": path.found,
+        "method": path.method,
+        "root": path.root,
+        "steps": list(path.steps),
+        "held": {"type": path.held_type, "length": path.held_length, "size": path.held_size},
+        "objects": path.objects,
+        "truncated": path.truncated,
+        "note": path.note,
+        "summary": path.summary,
     }
 
 
@@ -68,6 +92,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "parameters": report.parameters,
         "locust_stats": report.locust_stats,
         "events": list(report.events),
+        "workers": [asdict(w) for w in report.workers],
     }
 
 

@@ -22,6 +22,10 @@ DENSE_UNTIL = 500  # then the spacing grows by GROWTH each time
 GROWTH = 1.25
 LEAK_MIN_SNAPSHOTS = 5  # baseline and four checkpoints: a Theil-Sen interval needs points
 LEAK_GROWING_INTERVALS = 3  # the suspect grew in each of the last this many intervals
+# No early "leak" before this many requests: a bounded cache still filling grows exactly like a
+# leak until it is full (the corpus' `re` cache fills over 512 requests and settled as a leak at
+# 400). A cache that fills for longer than this still looks like a leak to an early stop.
+LEAK_MIN_REQUESTS = 1000
 NO_LEAK_MIN_SNAPSHOTS = 8
 NO_LEAK_MIN_REQUESTS = 2000  # a slow leak needs requests to rise above the noise
 CONFIDENCE = 0.95
@@ -52,7 +56,11 @@ def settled(report: Report, snapshots: Sequence[Snapshot]) -> str | None:
     verdict = report.verdict.kind
     limits = report.thresholds
     requests = [s.requests for s in snapshots]
-    if verdict == "leak" and len(snapshots) >= LEAK_MIN_SNAPSHOTS:
+    if (
+        verdict == "leak"
+        and len(snapshots) >= LEAK_MIN_SNAPSHOTS
+        and report.requests.measured >= LEAK_MIN_REQUESTS
+    ):
         top = next((s for s in report.suspects if s.steady), None)
         if top is None:
             return None

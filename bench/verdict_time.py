@@ -1,7 +1,7 @@
 """Time to a verdict: the wall time of a whole `memsoak run` on the seed leak (start-up, warm-up,
 10,000 measured requests, snapshots, every report), next to `ab -n 10000 -c 10` against the same
 target alone (served by `memsoak serve --no-trace`: the same server, nothing traced), and
-`memsoak run --until-confident` with the same cap.
+`memsoak run --until-confident` and `memsoak run --watch --until-confident` with the same cap.
 
     .venv/bin/python bench/verdict_time.py [--rounds 3] [--requests 10000]
 
@@ -47,33 +47,40 @@ def ab_run(requests: int) -> float:
         return time.perf_counter() - started
 
 
+VARIANTS = {
+    "memsoak": (),
+    "confident": ("--until-confident",),
+    "watch": ("--watch", "--until-confident"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
-    walls: dict[str, list[float]] = {"ab": [], "memsoak": [], "confident": []}
-    pauses: dict[str, list[float]] = {"memsoak": [], "confident": []}
-    measured: list[int] = []
+    walls: dict[str, list[float]] = {"ab": [], **{v: [] for v in args.variants}}
+    pauses: dict[str, list[float]] = {v: [] for v in args.variants}
+    measured: dict[str, list[int]] = {v: [] for v in args.variants}
     verdicts: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.rounds):
-            order = ["ab", "memsoak", "confident"]
+            order = ["ab", *args.variants]
             if round_number % 2:
                 order.reverse()
             for which in order:
                 if which == "ab":
                     walls["ab"].append(ab_run(args.requests))
                 else:
-                    extra = ("--until-confident",) if which == "confident" else ()
                     out = Path(tmp) / f"{which}-{round_number}"
-                    wall, report = memsoak_run(args.requests, out, *extra)
+                    wall, report = memsoak_run(args.requests, out, *VARIANTS[which])
                     walls[which].append(wall)
                     pauses[which].append(sum(c["pause_s"] for c in report["checkpoints"]))  # type: ignore[attr-defined]
                     top = report["suspects"][0] if report["suspects"] else {}  # type: ignore[index]
                     verdicts.add(f"{report['verdict']} {Path(str(top.get('file'))).name}:{top.get('line')}")
-                    if which == "confident":
-                        measured.append(report["requests"]["measured"])  # type: ignore[index]
+                    requests = report["requests"]  # type: ignore[index]
+                    measured[which].append(requests["warmup"] + requests["measured"])
                 print(
                     f"round {round_number + 1}: {which} {walls[which][-1]:.1f} s", file=sys.stderr, flush=True
                 )
@@ -84,28 +91,25 @@ def main() -> None:
             f"{ab:.1f}",
             "1.00",
             "",
+            "",
             " ".join(f"{w:.1f}" for w in walls["ab"]),
         ]
     ]
-    for key, label in (
-        ("memsoak", f"memsoak run --requests {args.requests}"),
-        ("confident", f"memsoak run --requests {args.requests} --until-confident"),
-    ):
+    for key in args.variants:
         wall = median(walls[key])
+        label = " ".join(["memsoak run --requests", str(args.requests), *VARIANTS[key]])
         rows.append(
             [
                 label,
                 f"{wall:.1f}",
                 f"{wall / ab:.2f}",
                 f"{median(pauses[key]):.1f}",
+                f"{median(measured[key]):,.0f}",
                 " ".join(f"{w:.1f}" for w in walls[key]),
             ]
         )
-    print(table(["run", "median wall s", "vs ab", "target paused for snapshots, s", "rounds"], rows))
-    print(
-        f"\nverdicts: {', '.join(sorted(verdicts))}; --until-confident stopped after "
-        f"{', '.join(str(m) for m in measured)} measured requests; {args.rounds} rounds; {machine_note()}"
-    )
+    print(table(["run", "median wall s", "vs ab", "snapshot pauses, s", "requests sent", "rounds"], rows))
+    print(f"\nverdicts: {', '.join(sorted(verdicts))}; {args.rounds} rounds; {machine_note()}")
 
 
 if __name__ == "__main__":

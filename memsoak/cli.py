@@ -224,6 +224,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="stop as soon as the verdict is settled (--requests is then the cap)",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="low overhead: trace nothing until RSS or the object census grows, then a short window",
+    )
     _add_verdict_options(p)
     p.set_defaults(handler=_run)
 
@@ -307,6 +312,7 @@ def _run(args: argparse.Namespace) -> int:
             revision=revision,
             fail_on_regression=args.fail_on_regression,
             until_confident=args.until_confident,
+            watch=args.watch,
             verdict_args=tuple(verdict_args),
         )
     )

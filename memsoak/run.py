@@ -58,6 +58,7 @@ class RunOptions:
     revision: str = ""
     fail_on_regression: bool = False
     until_confident: bool = False
+    watch: bool = False
     verdict_args: tuple[tuple[str, str], ...] = ()  # (Locust option without --memsoak-, value)
 
     @property
@@ -139,6 +140,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command += ["--memsoak-format", ",".join(options.formats)]
     if options.until_confident:
         command.append("--memsoak-until-confident")
+    if options.watch:
+        command.append("--memsoak-watch")
     for option, value in options.verdict_args:
         command += [f"--memsoak-{option}", value]
     return command

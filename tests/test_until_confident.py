@@ -8,12 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from analysis.model import Frame, RequestCounts, RunData, SiteStat, Snapshot
 from analysis.report import build_report
 from analysis.sequential import NO_LEAK_MIN_REQUESTS, confident_checkpoints, settled
 from memsoak.locust.gate import RequestGate
 
 MEASURED_CAP = 3000
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(memsoak: Callable[..., Any], tmp_path: Path, app: str) -> dict[str, Any]:
@@ -71,16 +74,20 @@ def _report(snapshots: list[Snapshot]) -> Any:
 
 
 def test_a_steady_leak_settles_and_a_stall_does_not() -> None:
-    steady = [i * 40_000 * 100 for i in range(6)]
-    leak = _snapshots(steady, steady)
+    steady = [i * 40_000 * 250 for i in range(6)]
+    leak = _snapshots(steady, steady, step=250)
     assert _report(leak).verdict.kind == "leak"
     assert settled(_report(leak), leak) is not None
     # Grew, then did not grow in the last interval: not settled, whatever the verdict says.
     stalled = [*steady[:5], steady[4]]
-    stall = _snapshots(stalled, stalled)
+    stall = _snapshots(stalled, stalled, step=250)
     assert settled(_report(stall), stall) is None
     # Too few snapshots to put an interval on it.
     assert settled(_report(leak[:4]), leak[:4]) is None
+    # Too few requests: a cache still filling grows just like this.
+    early = _snapshots(steady, steady, step=100)
+    assert _report(early).verdict.kind == "leak"
+    assert settled(_report(early), early) is None
 
 
 def test_no_leak_settles_only_after_enough_requests() -> None:
@@ -90,3 +97,20 @@ def test_no_leak_settles_only_after_enough_requests() -> None:
     assert settled(_report(early), early) is None
     late = _snapshots(flat, flat, step=300)  # 3,300 requests
     assert settled(_report(late), late) is not None
+
+
+@pytest.mark.parametrize("name", ["re_cache", "warm_cache"])
+def test_corpus_look_alikes_do_not_stop_early_with_a_leak(
+    memsoak: Callable[..., Any], tmp_path: Path, name: str
+) -> None:
+    """Caches that fill during the measured run are what an early stop could mistake for a leak."""
+    out = tmp_path / "out"
+    result = memsoak(
+        "run", "--app", f"targets.corpus.{name}:app", "--locustfile", str(REPO / "locustfiles" / "corpus.py"),
+        "--requests", "2500", "--warmup", "100", "--until-confident", "--out", str(out),
+        env={"MEMSOAK_CORPUS_PATHS": "/"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "no-leak"
+    assert report["requests"]["measured"] >= NO_LEAK_MIN_REQUESTS

@@ -20,13 +20,17 @@ from typing import Any
 
 import psutil
 
+from memsoak.agent.census import census
+
+_np: Any = None
 try:  # a dependency of scipy, so normally present; grouping falls back to sorting without it
-    import numpy as _np
-    import numpy.ctypeslib  # noqa: F401 - numpy loads it lazily: not inside a traced snapshot
+    import numpy
+    import numpy.ctypeslib  # numpy loads it lazily: not inside a traced snapshot
+
+    if sys.implementation.name == "cpython":  # the address trick below needs CPython's objects
+        _np = numpy
 except ImportError:  # pragma: no cover
-    _np = None  # type: ignore[assignment]
-if sys.implementation.name != "cpython":  # the address trick below needs CPython's object model
-    _np = None  # type: ignore[assignment]
+    pass
 
 # A site with this file anywhere in its traceback was allocated by the agent taking a snapshot
 # (linecache filling, caches below), not by the app.
@@ -107,8 +111,8 @@ def current_rss() -> int:
 def status() -> dict[str, Any]:
     traced, peak = tracemalloc.get_traced_memory()
     return {
+        **census(),
         "pid": os.getpid(),
-        "rss_bytes": current_rss(),
         "traced_bytes": traced,
         "traced_peak_bytes": peak,
         "tracing": tracemalloc.is_tracing(),
@@ -139,19 +143,17 @@ def group_traces(traces: list[Any]) -> list[tuple[Any, int, int]]:
     addresses = np.ctypeslib.as_array((ctypes.c_uint64 * n).from_address(objects.ctypes.data))
     # np.unique would do, but it imports numpy.ma on first use: inside a snapshot, that import's
     # memory would show up as growth (measured: 528 KiB, and 10% of a run's target CPU).
-    ordered = np.sort(addresses)
-    first_of_run = np.empty(n, dtype=bool)
-    first_of_run[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first_of_run[1:])
-    distinct = ordered[first_of_run]
-    group_of = np.searchsorted(distinct, addresses)
-    sums = np.bincount(group_of, weights=sizes, minlength=len(distinct))
-    counts = np.bincount(group_of, minlength=len(distinct))
-    some_trace = np.empty(len(distinct), dtype=np.int64)
-    some_trace[group_of] = np.arange(n)  # any trace of the group will do: they share the object
+    order = np.argsort(addresses)
+    ordered = addresses[order]
+    starts_run = np.empty(n, dtype=bool)
+    starts_run[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts_run[1:])
+    starts = np.flatnonzero(starts_run)
+    sums = np.add.reduceat(sizes[order], starts)
+    counts = np.diff(np.append(starts, n))
+    some_trace = order[starts]  # any trace of the group will do: they share the object
     tracebacks = objects[some_trace].tolist()
-    # float64 sums are exact below 2**53 bytes
-    grouped = list(zip(tracebacks, sums.astype(np.int64).tolist(), counts.tolist(), strict=True))
+    grouped = list(zip(tracebacks, sums.tolist(), counts.tolist(), strict=True))
     if len(set(tracebacks)) == len(tracebacks):
         return grouped
     merged: dict[Any, list[int]] = {}

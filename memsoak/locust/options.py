@@ -158,6 +158,13 @@ def add_options(parser: Any) -> None:
         help="snapshot often and stop as soon as the verdict is settled; --memsoak-requests is the cap",
     )
     group.add_argument(
+        "--memsoak-watch",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_MEMSOAK_WATCH",
+        help="low overhead: watch RSS and a census with tracing off; trace a short window once growth shows",
+    )
+    group.add_argument(
         "--memsoak-frames",
         type=int,
         default=0,
@@ -209,6 +216,7 @@ class Settings:
     fail_on_regression: bool = False
     until_confident: bool = False
     frames: int = 0  # 0: the depth the target was started with
+    watch: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
 
@@ -271,6 +279,7 @@ class Settings:
             fail_on_regression=bool(options.memsoak_fail_on_regression),
             until_confident=bool(getattr(options, "memsoak_until_confident", False)),
             frames=_frames(getattr(options, "memsoak_frames", 0)),
+            watch=bool(getattr(options, "memsoak_watch", False)),
             thresholds=thresholds,
             retention_seconds=retention_seconds,
         )

@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from typing import Any
 
 MAX_SUSPECTS = 5
-SAMPLE_ITEMS = 6  # newest items of a container looked at
-SAMPLE_REFERENTS = 6  # referents of each sampled item looked at, per level
+SAMPLE_ITEMS = 4  # newest items of a container looked at
+SAMPLE_REFERENTS = 4  # referents of each sampled item looked at, per level
 MIN_CONTAINER_LEN = 16
 _CONTAINERS = (list, dict, set, frozenset, collections.deque, collections.OrderedDict)
 SiteKey = tuple[tuple[str, int], ...]
@@ -310,6 +310,7 @@ def find_retention(
     newest_hit: dict[int, Any] = {}
     hits: collections.Counter[int] = collections.Counter()
     scanned = 0
+    looked_at: dict[int, set[int]] = {}
     # Pass 1, containers: only a few items of each are looked up, so it is cheap. A dict holding
     # only strings and numbers is not tracked by the collector (so not in `objects`): such dicts
     # are found as values of the tracked dicts (module and instance namespaces) that hold them.
@@ -318,15 +319,36 @@ def find_retention(
         if not scanned & 255 and budget.over():
             break
         for item in _newest_items(obj):
-            reached = _leads_to(item, wanted, innermost)
+            # Items are often shared (one constant in a million slots, one class in every
+            # namespace): each is looked at once. They stay alive in `objects`, so ids are stable.
+            reached = looked_at.get(id(item))
+            if reached is None:
+                reached = looked_at[id(item)] = _leads_to(item, wanted, innermost)
             for index in reached:
                 if index not in holders or len(obj) > len(holders[index]):
                     holders[index] = obj
             if reached:
                 break
-    # Pass 2, objects allocated at a suspect's site, for suspects no container explained. Each
+    # Pass 2, a container whose own buffer is about the suspect's live size (within 2x): the
+    # seed's list grows its item array at the suspect's line though the list was made elsewhere.
+    by_size: dict[int, Any] = {}
+    sized = {
+        index: int(suspect.get("live_bytes") or 0)
+        for index, suspect in enumerate(suspects[:MAX_SUSPECTS])
+        if index not in holders and int(suspect.get("live_bytes") or 0) > 0
+    }
+    if sized:
+        best_gap = dict.fromkeys(sized, 1.0)
+        for obj in objects:
+            if isinstance(obj, _CONTAINERS):
+                size = _size(obj)
+                for index, live in sized.items():
+                    gap = abs(size - live) / live
+                    if gap < best_gap[index] and size * 2 >= live:
+                        by_size[index], best_gap[index] = obj, gap
+    # Pass 3, objects allocated at a suspect's site, for suspects nothing above explained. Each
     # lookup builds a traceback under tracemalloc (~20 us), hence last and under the budget.
-    remaining = set(wanted.values()) - set(holders)
+    remaining = set(wanted.values()) - set(holders) - set(by_size)
     scan_truncated = False
     if remaining:
         # Half of what is left at most: the walks to a root need time too.
@@ -342,30 +364,12 @@ def find_retention(
                 if index is not None and index in remaining:
                     hits[index] += 1
                     newest_hit[index] = obj
-    by_size: dict[int, Any] = {}
-    for index, suspect in enumerate(suspects[:MAX_SUSPECTS]):
-        if index in holders or index in newest_hit:
-            continue
-        live = int(suspect.get("live_bytes") or 0)
-        if live <= 0:
-            continue
-        # The container whose own buffer is closest to the site's live size (within 2x).
-        best, best_gap = None, 1.0
-        for obj in objects:
-            if isinstance(obj, _CONTAINERS):
-                size = _size(obj)
-                if size * 2 >= live and size <= live * 2:
-                    gap = abs(size - live) / live
-                    if gap < best_gap:
-                        best, best_gap = obj, gap
-        if best is not None:
-            by_size[index] = best
     del objects
     walker = _Walk({id(holders), id(newest_hit), id(by_size), id(suspects)}, budget, max_depth)
     answers = []
     for index, suspect in enumerate(suspects[:MAX_SUSPECTS]):
         answer: dict[str, Any] = {"traceback": suspect["traceback"], "objects": hits.get(index, 0)}
-        for method, table in (("items", holders), ("objects", newest_hit), ("size", by_size)):
+        for method, table in (("items", holders), ("size", by_size), ("objects", newest_hit)):
             if index in table:
                 held = table[index]
                 root, steps, truncated = walker.root_path(held)

@@ -14,7 +14,7 @@ from memsoak.errors import MemsoakError
 DEFAULT_REQUESTS = 10_000
 DEFAULT_WARMUP = 200
 DEFAULT_CHECKPOINTS = 5
-DEFAULT_RETENTION_SECONDS = 10.0
+DEFAULT_RETENTION_SECONDS = 20.0
 
 
 def add_options(parser: Any) -> None:

@@ -173,7 +173,7 @@ def _attribute_label(parent: Any, child: Any) -> str:
         name = _key_for(namespace, child)
         if name != "?":
             return f".{name}"
-    for name in ("args", "func", "keywords", "__wrapped__"):
+    for name in ("args", "func", "keywords", "__wrapped__", "__defaults__", "__kwdefaults__"):
         try:
             if getattr(parent, name, None) is child:
                 return f".{name}"

@@ -38,7 +38,7 @@ def _int(doc: dict[str, Any], key: str) -> int:
 
 def _float(doc: dict[str, Any], key: str) -> float:
     value = doc.get(key)
-    if type(value) not in (int, float) or value != value or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
         raise SnapshotFormatError(f"field {key!r} must be a non-negative number, got {value!r}")
     return float(value)
 

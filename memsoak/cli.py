@@ -168,6 +168,7 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from memsoak import serve  # patches the stdlib with gevent: only in this command
+    from memsoak.agent.middleware import LOOPBACK
 
     return serve.serve(
         args.app,
@@ -175,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
         bind=args.bind,
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
-        allow=tuple(args.allow) if args.allow else serve.LOOPBACK,
+        allow=tuple(args.allow) if args.allow else LOOPBACK,
     )
 
 

@@ -76,7 +76,11 @@ class TargetProcess:
                 return str(json.loads(line)["url"])
             except (ValueError, KeyError, TypeError):
                 pass
-        code = process.poll()
+        try:
+            # Its stdout closed: the process is on its way out; let it finish saying why.
+            code: int | None = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
         if code is None:
             process.kill()
             process.wait()

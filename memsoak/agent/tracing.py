@@ -147,7 +147,7 @@ def take_snapshot(min_site_bytes: int = 0) -> dict[str, Any]:
         raise RuntimeError("tracemalloc is not tracing in the target")
     started = time.perf_counter()
     gc.collect()
-    traces = tracemalloc._get_traces()  # raw tuples: Snapshot() would wrap each in objects
+    traces = tracemalloc._get_traces()  # type: ignore[attr-defined] # raw tuples: Snapshot() would wrap each in objects
     traced, _peak = tracemalloc.get_traced_memory()
     grouped = _group_by_traceback(traces)
     del traces

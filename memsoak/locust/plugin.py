@@ -17,6 +17,7 @@ from locust.env import Environment
 from analysis.model import RequestCounts, RunData, Sample
 from analysis.report import Report, build_report
 from memsoak.agent_client import AgentClient, AgentError
+from memsoak.errors import MemsoakError
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
 from memsoak.rundir import RunDir
@@ -51,6 +52,13 @@ class MemsoakPlugin:
         self._sampler: gevent.Greenlet | None = None
         self._sample_interval = self.settings.sample_interval
 
+    def check_agent(self) -> None:
+        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
+        try:
+            self.agent.status()
+        except AgentError as exc:
+            raise MemsoakError(str(exc)) from None
+
     def register(self, environment: Environment) -> None:
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
@@ -62,7 +70,6 @@ class MemsoakPlugin:
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         self._reset()
-        self.run_dir.prepare()
         self.data.parameters = self._parameters(environment)
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings

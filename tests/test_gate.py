@@ -1,0 +1,76 @@
+"""The request gate: exact budgets and drained boundaries, with real greenlets."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from memsoak.locust.gate import BudgetSpent, RequestGate, checkpoint_boundaries
+
+
+def _drive(gate: RequestGate, users: int, seen: list[tuple[int, int]]) -> int:
+    sent = 0
+
+    def user() -> None:
+        nonlocal sent
+        while True:
+            try:
+                gate.acquire()
+            except BudgetSpent:
+                return
+            sent += 1
+            gevent.sleep(0.0005 * (sent % 3))  # uneven request times
+            gate.release()
+
+    gevent.joinall([gevent.spawn(user) for _ in range(users)], timeout=60)
+    return sent
+
+
+@pytest.mark.parametrize("users", [1, 3, 10, 64])
+def test_budget_is_exact_and_boundaries_see_no_request_in_flight(users: int) -> None:
+    seen: list[tuple[int, int]] = []
+    gate: RequestGate
+
+    def on_boundary(count: int) -> None:
+        seen.append((count, gate.in_flight))
+        gevent.sleep(0.01)  # a snapshot takes time; users must wait, not overshoot
+
+    boundaries = checkpoint_boundaries(warmup=25, measured=1000, checkpoints=5)
+    gate = RequestGate(boundaries, on_boundary)
+    sent = _drive(gate, users, seen)
+    gevent.sleep(0.05)
+    assert sent == 1025 == gate.completed
+    assert seen == [(25, 0), (225, 0), (425, 0), (625, 0), (825, 0), (1025, 0)]
+
+
+def test_no_warmup_runs_the_first_boundary_before_any_request() -> None:
+    order: list[str] = []
+    gate = RequestGate([0, 10], lambda count: order.append(f"boundary {count}"))
+    gate.acquire()
+    order.append("first request")
+    gate.release()
+    for _ in range(9):
+        gate.acquire()
+        gate.release()
+    gevent.sleep(0.01)
+    assert order[:2] == ["boundary 0", "first request"]
+    with pytest.raises(BudgetSpent):
+        gate.acquire()
+
+
+def test_close_releases_waiting_users() -> None:
+    gate = RequestGate([1, 2], lambda count: gevent.sleep(10))
+    gate.acquire()
+    gate.release()  # boundary 1 now "runs" for 10 s
+    waiter = gevent.spawn(gate.acquire)
+    gevent.sleep(0.01)
+    gate.close()
+    waiter.join(timeout=5)
+    assert isinstance(waiter.exception, BudgetSpent)
+
+
+def test_checkpoint_boundaries() -> None:
+    assert checkpoint_boundaries(200, 10_000, 5) == [200, 2200, 4200, 6200, 8200, 10200]
+    assert checkpoint_boundaries(0, 3, 5) == [0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        RequestGate([5, 5], lambda c: None)

@@ -191,7 +191,7 @@ def _labels(chain: list[Any]) -> list[str]:
     i = 0
     while i < len(chain) - 1:
         parent, child = chain[i], chain[i + 1]
-        after = chain[i + 2] if i + 2 < len(chain) else None
+        after: Any = chain[i + 2] if i + 2 < len(chain) else None
         skip = 1
         if isinstance(parent, dict):
             label = f"[{_key_for(parent, child)}]"
@@ -199,16 +199,18 @@ def _labels(chain: list[Any]) -> list[str]:
             label, skip = f"attribute {_key_for(child, after)}", 2
         elif (
             isinstance(parent, types.FunctionType)
+            and parent.__closure__ is not None
             and parent.__closure__ is child
             and isinstance(after, types.CellType)
         ):
-            index = next((n for n, cell in enumerate(child) if cell is after), -1)
-            name = parent.__code__.co_freevars[index] if 0 <= index < len(child) else "?"
+            cells = parent.__closure__
+            index = next((n for n, cell in enumerate(cells) if cell is after), -1)
+            name = parent.__code__.co_freevars[index] if 0 <= index < len(cells) else "?"
             label, skip = f"closure variable {name}", 2
         elif isinstance(parent, types.CellType):
             label = "cell contents"
-        elif isinstance(child, dict) and getattr(parent, "__dict__", None) is child and after is not None:
-            label, skip = f".{_key_for(child, after)}", 2
+        elif isinstance(child, dict) and after is not None and getattr(parent, "__dict__", None) is child:
+            label, skip = f".{_key_for(chain[i + 1], after)}", 2
         elif isinstance(parent, types.MethodType):
             label = "__self__" if parent.__self__ is child else "__func__"
         elif isinstance(parent, list | tuple | set | frozenset | collections.deque):
@@ -360,10 +362,10 @@ def find_retention(
                 break
             key = _key_of(obj)
             if key and key[0] in innermost:
-                index = wanted.get(key)
-                if index is not None and index in remaining:
-                    hits[index] += 1
-                    newest_hit[index] = obj
+                found = wanted.get(key)
+                if found is not None and found in remaining:
+                    hits[found] += 1
+                    newest_hit[found] = obj
     del objects
     walker = _Walk({id(holders), id(newest_hit), id(by_size), id(suspects)}, budget, max_depth)
     answers = []

@@ -26,7 +26,6 @@ import sys
 import time
 import tracemalloc
 import types
-from collections.abc import Iterator
 from typing import Any
 
 MAX_SUSPECTS = 5
@@ -96,15 +95,20 @@ def _newest_items(container: Any) -> list[Any]:
         return []
 
 
-def _containers(objects: list[Any]) -> Iterator[Any]:
+def _containers(objects: list[Any]) -> list[Any]:
+    """Containers of MIN_CONTAINER_LEN items or more, biggest first: a leak's accumulation point
+    holds an item per request or more, so it is met early when the time budget is short."""
+    found = []
     for obj in objects:
         if isinstance(obj, _CONTAINERS):
             if len(obj) >= MIN_CONTAINER_LEN:
-                yield obj
+                found.append(obj)
             if type(obj) is dict:
                 for value in obj.values():
                     if type(value) is dict and len(value) >= MIN_CONTAINER_LEN and not gc.is_tracked(value):
-                        yield value
+                        found.append(value)
+    found.sort(key=len, reverse=True)
+    return found
 
 
 def _leads_to(
@@ -316,10 +320,13 @@ def find_retention(
     # Pass 1, containers: only a few items of each are looked up, so it is cheap. A dict holding
     # only strings and numbers is not tracked by the collector (so not in `objects`): such dicts
     # are found as values of the tracked dicts (module and instance namespaces) that hold them.
-    for obj in _containers(objects):
+    containers = _containers(objects)
+    for obj in containers:
         scanned += 1
         if not scanned & 255 and budget.over():
             break
+        if len(holders) == len(wanted):
+            break  # each suspect has its container, and the rest are smaller
         for item in _newest_items(obj):
             # Items are often shared (one constant in a million slots, one class in every
             # namespace): each is looked at once. They stay alive in `objects`, so ids are stable.
@@ -366,7 +373,7 @@ def find_retention(
                 if found is not None and found in remaining:
                     hits[found] += 1
                     newest_hit[found] = obj
-    del objects
+    del objects, containers
     walker = _Walk({id(holders), id(newest_hit), id(by_size), id(suspects)}, budget, max_depth)
     answers = []
     for index, suspect in enumerate(suspects[:MAX_SUSPECTS]):

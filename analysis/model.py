@@ -34,6 +34,17 @@ class SiteStat:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerMemory:
+    """One process of a multi-worker target (gunicorn's workers, say) at the moment of a merged
+    snapshot. The merged snapshot's sites and byte counts are the sums over its workers."""
+
+    pid: int
+    rss_bytes: int
+    traced_bytes: int
+    requests_served: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """tracemalloc's live memory in the target at one moment, grouped by traceback."""
 
@@ -48,6 +59,7 @@ class Snapshot:
     sites: dict[Traceback, SiteStat]
     harness_files: tuple[str, ...] = ()  # path prefixes of the agent's own code, filtered out of suspects
     library_files: tuple[str, ...] = ()  # path prefixes of the stdlib and installed packages in the target
+    workers: tuple[WorkerMemory, ...] = ()  # per process, when merged from several (else empty)
 
     @property
     def total_size(self) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from analysis.driven import driven_growth
-from analysis.model import Frame, RequestCounts, RunData, Sample
+from analysis.model import Frame, RequestCounts, RunData, Sample, Snapshot
 from analysis.retention import RetentionPath, read_retention, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
@@ -51,6 +51,19 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One process of a multi-worker target, from the baseline to the last snapshot. The run's
+    totals (rss, traced, checkpoints) are the sums over these; the suspects are merged."""
+
+    pid: int
+    rss_start: int  # 0 when the worker was not there at the baseline (restarted, say)
+    rss_end: int
+    traced_start: int
+    traced_end: int
+    requests_served: int  # between the two snapshots
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     kind: VerdictKind
     confidence: float  # 0..1
@@ -72,6 +85,25 @@ class Report:
     locust_stats: dict[str, object] = field(default_factory=dict)
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+
+
+def worker_rows(first: Snapshot, last: Snapshot) -> tuple[WorkerRow, ...]:
+    before = {w.pid: w for w in first.workers}
+    rows = []
+    for w in last.workers:
+        start = before.get(w.pid)
+        rows.append(
+            WorkerRow(
+                pid=w.pid,
+                rss_start=start.rss_bytes if start else 0,
+                rss_end=w.rss_bytes,
+                traced_start=start.traced_bytes if start else 0,
+                traced_end=w.traced_bytes,
+                requests_served=w.requests_served - (start.requests_served if start else 0),
+            )
+        )
+    return tuple(rows)
 
 
 def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
@@ -110,6 +142,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         parameters=dict(run.parameters),
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
+        workers=worker_rows(snapshots[0], snapshots[-1]) if snapshots else (),
     )
 
 

@@ -7,7 +7,11 @@ Version 1 is one JSON object::
      "rss_bytes": int, "traced_bytes": int, "tracemalloc_overhead_bytes": int,
      "frames_limit": int, "harness_files": [str], "library_files": [str],
      "frames": [[file, line, function, code], ...],          # a table, referenced by index
-     "sites":  [[size, count, [frame_index, ...]], ...]}     # one row per traceback, innermost last
+     "sites":  [[size, count, [frame_index, ...]], ...],     # one row per traceback, innermost last
+     "workers": [{"pid", "rss_bytes", "traced_bytes", "requests_served"}, ...]}  # optional
+
+`workers` is present when the snapshot was merged from the processes of a multi-worker target
+(analysis.merge); its sites and byte counts are then the sums over those processes.
 
 The frame table keeps the document small: a traceback of 10 frames costs 10 small integers.
 `requests` is written by the harness when it saves the document (the agent does not know how
@@ -19,10 +23,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from analysis.model import Frame, SiteStat, Snapshot, Traceback
+from analysis.model import Frame, SiteStat, Snapshot, Traceback, WorkerMemory
 
 FORMAT = "memsoak-snapshot"
 VERSION = 1
+_FLOAT_LIMIT = 1e300  # finite, and an int this large still converts to a float
+_INT_LIMIT = 2**63  # byte counts, pids, line numbers: anything larger is not from a real process
 
 
 class SnapshotFormatError(ValueError):
@@ -31,15 +37,16 @@ class SnapshotFormatError(ValueError):
 
 def _int(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
-    if type(value) is not int or value < 0:
-        raise SnapshotFormatError(f"field {key!r} must be a non-negative integer, got {value!r}")
+    if type(value) is not int or not 0 <= value < _INT_LIMIT:
+        raise SnapshotFormatError(f"field {key!r} must be a non-negative integer, got {value!r:.80}")
     return value
 
 
 def _float(doc: dict[str, Any], key: str) -> float:
     value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise SnapshotFormatError(f"field {key!r} must be a non-negative number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < _FLOAT_LIMIT:
+        # NaN fails the range test too
+        raise SnapshotFormatError(f"field {key!r} must be a non-negative number, got {value!r:.80}")
     return float(value)
 
 
@@ -60,6 +67,7 @@ def _frames(raw: Any) -> list[Frame]:
             or len(row) != 4
             or not isinstance(row[0], str)
             or type(row[1]) is not int
+            or not 0 <= row[1] < _INT_LIMIT
             or not isinstance(row[2], str)
             or not isinstance(row[3], str)
         ):
@@ -82,11 +90,11 @@ def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
         if (
             type(size) is not int
             or type(count) is not int
-            or size < 0
-            or count < 0
+            or not 0 <= size < _INT_LIMIT
+            or not 0 <= count < _INT_LIMIT
             or not all(type(i) is int and 0 <= i < frame_count for i in indexes)
         ):
-            raise SnapshotFormatError(f"sites[{index}] has a negative size or a bad frame index")
+            raise SnapshotFormatError(f"sites[{index}] has a bad size, count or frame index")
         previous = sites.get(traceback)
         if previous is not None:  # tolerate a producer that did not merge equal tracebacks
             size += previous.size
@@ -95,13 +103,29 @@ def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
     return sites
 
 
+def _workers(raw: Any) -> tuple[WorkerMemory, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SnapshotFormatError("field 'workers' must be a list")
+    workers = []
+    for row in raw:
+        if not isinstance(row, dict):
+            raise SnapshotFormatError("each of 'workers' must be an object")
+        served = _int(row, "requests_served") if "requests_served" in row else 0
+        workers.append(
+            WorkerMemory(_int(row, "pid"), _int(row, "rss_bytes"), _int(row, "traced_bytes"), served)
+        )
+    return tuple(workers)
+
+
 def snapshot_from_dict(doc: Any) -> Snapshot:
     if not isinstance(doc, dict):
         raise SnapshotFormatError("a snapshot must be a JSON object")
     if doc.get("format") != FORMAT:
-        raise SnapshotFormatError(f"not a memsoak snapshot (format={doc.get('format')!r})")
+        raise SnapshotFormatError(f"not a memsoak snapshot (format={doc.get('format')!r:.40})")
     if doc.get("version") != VERSION:
-        raise SnapshotFormatError(f"unsupported snapshot version {doc.get('version')!r}")
+        raise SnapshotFormatError(f"unsupported snapshot version {doc.get('version')!r:.40}")
     harness = _strings(doc, "harness_files")
     library = _strings(doc, "library_files")
     frames = _frames(doc.get("frames"))
@@ -117,6 +141,7 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
         sites=_sites(doc.get("sites"), frames),
         harness_files=harness,
         library_files=library,
+        workers=_workers(doc.get("workers")),
     )
 
 
@@ -134,7 +159,7 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
     sites = []
     for traceback, stat in snapshot.sites.items():
         sites.append([stat.size, stat.count, [index.setdefault(f, len(index)) for f in traceback]])
-    return {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "pid": snapshot.pid,
@@ -150,3 +175,14 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
         "frames": [list(frame) for frame in index],
         "sites": sites,
     }
+    if snapshot.workers:
+        doc["workers"] = [
+            {
+                "pid": w.pid,
+                "rss_bytes": w.rss_bytes,
+                "traced_bytes": w.traced_bytes,
+                "requests_served": w.requests_served,
+            }
+            for w in snapshot.workers
+        ]
+    return doc

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from analysis.diff import grown_sites
 from analysis.model import Frame, SiteStat, Snapshot, Traceback
 from analysis.thresholds import Thresholds
 from analysis.trend import fit_slope
@@ -79,11 +80,8 @@ def find_suspects(snapshots: Sequence[Snapshot], measured: int, limits: Threshol
     harness = tuple(first.harness_files) + tuple(last.harness_files)
     requests = [s.requests for s in snapshots]
     found = []
-    for traceback, stat in last.sites.items():
-        before = first.sites.get(traceback, _NO_MEMORY)
+    for traceback, stat, before in grown_sites(first.sites, last.sites, limits.suspect_min_total_bytes):
         size_diff = stat.size - before.size
-        if size_diff < limits.suspect_min_total_bytes:
-            continue
         per_request = size_diff / measured
         if per_request < limits.suspect_min_bytes_per_request:
             continue

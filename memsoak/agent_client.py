@@ -5,7 +5,9 @@ Plain urllib, so it works in the CLI and, once gevent has patched sockets, insid
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,10 +16,48 @@ from memsoak.agent.middleware import PREFIX
 from memsoak.errors import MemsoakError, TargetError
 
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024 * 1024  # a snapshot of millions of traces is ~100 MB
+RATE_LIMITED = 429
 
 
 class AgentError(TargetError):
     """The agent did not answer, or answered with an error."""
+
+
+class AgentTimeout(AgentError):
+    """The agent did not answer within the client's timeout (a hung or stopped target)."""
+
+
+class _RateLimited(Exception):
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+def _retry_after_s(header: str | None) -> float:
+    try:
+        value = float(header or 1)
+    except ValueError:
+        return 1.0
+    return min(max(value, 0.1), 30.0) if value == value else 1.0
+
+
+def parse_response(name: str, payload: bytes) -> dict[str, Any]:
+    """An agent response body as a JSON object, or AgentError saying why not."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise AgentError(f"the agent's {name} response is not JSON") from None
+    if not isinstance(doc, dict):
+        raise AgentError(f"the agent's {name} response is not a JSON object")
+    return doc
+
+
+def check_status(doc: dict[str, Any]) -> dict[str, Any]:
+    for key in ("pid", "rss_bytes", "traced_bytes"):
+        value = doc.get(key)
+        if type(value) is not int or value < 0:
+            raise AgentError(f"the agent's status has no non-negative integer {key!r}")
+    return doc
 
 
 class AgentClient:
@@ -29,6 +69,19 @@ class AgentClient:
         self.timeout = timeout
 
     def _call(self, method: str, name: str, body: dict[str, Any] | None = None) -> bytes:
+        """The response body, retrying while the agent rate-limits (HTTP 429), within the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self._call_once(method, name, body)
+            except _RateLimited as limited:
+                if time.monotonic() + limited.retry_after_s > deadline:
+                    raise AgentError(
+                        f"the agent at {self.base_url} kept refusing {name} (rate limit)"
+                    ) from None
+                time.sleep(limited.retry_after_s)
+
+    def _call_once(self, method: str, name: str, body: dict[str, Any] | None) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             f"{self.base_url}{PREFIX}{name}",
@@ -44,30 +97,32 @@ class AgentClient:
                 raise AgentError(
                     f"the agent at {self.base_url} refused the token (HTTP {exc.code})"
                 ) from None
+            if exc.code == RATE_LIMITED:
+                raise _RateLimited(_retry_after_s(exc.headers.get("Retry-After"))) from None
             raise AgentError(f"the agent at {self.base_url} answered HTTP {exc.code} to {name}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise AgentError(f"no agent answering at {self.base_url}: {reason}") from None
+        except TimeoutError:
+            raise AgentTimeout(
+                f"the agent at {self.base_url} did not answer {name} within {self.timeout:g} s"
+            ) from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise AgentTimeout(
+                    f"the agent at {self.base_url} did not answer {name} within {self.timeout:g} s"
+                ) from None
+            raise AgentError(f"no agent answering at {self.base_url}: {exc.reason}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # HTTPException: a response that is not HTTP (BadStatusLine, IncompleteRead, ...).
+            detail = " ".join(f"{type(exc).__name__}: {exc!s:.200}".split())  # one line, whatever it sent
+            raise AgentError(f"no agent answering at {self.base_url}: {detail}") from None
         if len(payload) > MAX_RESPONSE_BYTES:
             raise AgentError(f"the agent's {name} response is over {MAX_RESPONSE_BYTES} bytes")
         return payload
 
     def _json(self, method: str, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        payload = self._call(method, name, body)
-        try:
-            doc = json.loads(payload)
-        except ValueError:
-            raise AgentError(f"the agent's {name} response is not JSON") from None
-        if not isinstance(doc, dict):
-            raise AgentError(f"the agent's {name} response is not a JSON object")
-        return doc
+        return parse_response(name, self._call(method, name, body))
 
     def status(self) -> dict[str, Any]:
-        doc = self._json("GET", "status")
-        for key in ("pid", "rss_bytes", "traced_bytes"):
-            if type(doc.get(key)) is not int:
-                raise AgentError(f"the agent's status has no integer {key!r}")
-        return doc
+        return check_status(self._json("GET", "status"))
 
     def snapshot(self, min_site_bytes: int = 0) -> dict[str, Any]:
         """The snapshot document as sent (see analysis.snapshot_io), parsed but not validated."""

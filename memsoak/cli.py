@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
+import os
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,14 +41,72 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high:_}, got {value}")
+        return value
+
+    return parse
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < value < math.inf:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def _token(text: str) -> str:
+    # It travels in an HTTP header: printable ASCII without spaces, of a sane length.
+    if not 1 <= len(text) <= 1024 or not all("!" <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError("must be 1..1024 printable ASCII characters without spaces")
+    return text
+
+
+def _directory(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no directory at {text!r}")
+    return text
+
+
+def _existing_file(text: str) -> Path:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no locustfile at {text}")
+    return Path(text)
+
+
+def _bind(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, got {text!r}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if not host.replace("-", "").replace(".", "").isalnum():
+            raise argparse.ArgumentTypeError(f"not a host name or IP address: {host!r}") from None
+    return text
+
+
+def _network(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP network (CIDR): {text!r}") from None
+    return text
+
+
+def _duration(text: str) -> float:
+    from memsoak.locust.options import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _app_spec(text: str) -> str:
@@ -55,13 +117,37 @@ def _app_spec(text: str) -> str:
 
 
 def _url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
+    try:
+        parts = urllib.parse.urlsplit(text)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 literal
+        valid = False
+    if not valid or "?" in text or "#" in text:
         raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
     return text.rstrip("/")
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from analysis.writers import UnknownFormat, parse_formats
+
+    try:
+        return parse_formats(text)
+    except UnknownFormat as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        type=_formats,
+        default=None,
+        metavar="LIST",
+        help="reports to write, comma-separated: json, markdown, html, junit, csv (default: all)",
+    )
+
+
 def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
-    from memsoak.locust.options import DEFAULT_CHECKPOINTS, DEFAULT_REQUESTS, DEFAULT_WARMUP
+    from memsoak.locust.options import DEFAULT_CHECKPOINTS, DEFAULT_HISTORY, DEFAULT_REQUESTS, DEFAULT_WARMUP
     from memsoak.run import DEFAULT_APP, DEFAULT_LOCUSTFILE
 
     p = commands.add_parser("run", help="hunt a leak: drive N requests at a target and report")
@@ -70,24 +156,74 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--app", type=_app_spec, help=f"WSGI app to start under the agent (default {DEFAULT_APP})"
     )
     where.add_argument("--host", type=_url, help="a running target with the agent installed")
-    p.add_argument("--app-dir", help="put DIR first on the target's import path")
-    p.add_argument("--agent-token", help="the agent's token (env MEMSOAK_TOKEN)")
-    p.add_argument("--locustfile", type=Path, default=DEFAULT_LOCUSTFILE, help="the scenario")
+    p.add_argument("--app-dir", type=_directory, help="put DIR first on the target's import path")
+    p.add_argument("--agent-token", type=_token, help="the agent's token (env MEMSOAK_TOKEN)")
+    p.add_argument("--locustfile", type=_existing_file, default=DEFAULT_LOCUSTFILE, help="the scenario")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--requests", type=_positive_int, help=f"measured requests, exactly (default {DEFAULT_REQUESTS})"
+    )
+    budget.add_argument(
+        "--duration", type=_duration, help="a time-bound soak: measure for this long (8h, 10m, 1h30m, 90s)"
+    )
     p.add_argument(
-        "--requests", type=_positive_int, default=DEFAULT_REQUESTS, help="measured requests, exactly"
+        "--checkpoint-every", type=_duration, help="with --duration: a checkpoint this often (e.g. 10m)"
     )
     p.add_argument(
         "--warmup", type=_non_negative_int, default=DEFAULT_WARMUP, help="requests before the baseline"
     )
     p.add_argument(
-        "--checkpoints", type=_positive_int, default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
+        "--checkpoints", type=_int_in(1, 1000), default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
     )
     p.add_argument("--users", type=_positive_int, default=10, help="concurrent Locust users")
     p.add_argument("--spawn-rate", type=_positive_float, default=10.0, help="users started per second")
     p.add_argument("--out", type=Path, help="report directory (default memsoak-out/<timestamp>)")
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
-    p.add_argument("--frames", type=_positive_int, help="traceback depth traced in a started target")
-    p.add_argument("--max-time", type=_positive_int, default=3600, help="hard cap on the load, seconds")
+    p.add_argument("--frames", type=_int_in(1, 100), help="traceback depth traced in a started target")
+    p.add_argument(
+        "--max-time",
+        type=_positive_int,
+        help="hard cap on the load, seconds (default 3600, or the --duration plus 10%% and at least 600)",
+    )
+    _add_format(p)
+    p.add_argument(
+        "--agent-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds to wait for the agent (a snapshot included) before the target counts as failed",
+    )
+    p.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        help="Locust worker processes under a master (default: none)",
+    )
+    p.add_argument(
+        "--server",
+        choices=("gevent", "gunicorn"),
+        default="gevent",
+        help="what serves a started target (--app)",
+    )
+    p.add_argument(
+        "--server-workers", type=_positive_int, default=1, help="the started target's worker processes"
+    )
+    p.add_argument(
+        "--history",
+        type=Path,
+        help=f"SQLite file to record the run in (default: env MEMSOAK_HISTORY, else {DEFAULT_HISTORY})",
+    )
+    p.add_argument("--scenario", help="the run's scenario name in the history (default LOCUSTFILE@TARGET)")
+    p.add_argument("--revision", help="source revision of the target (default: git, in --app-dir or here)")
+    p.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when bytes per request are clearly above the scenario's recent history",
+    )
+    p.add_argument(
+        "--until-confident",
+        action="store_true",
+        help="stop as soon as the verdict is settled (--requests is then the cap)",
+    )
     _add_verdict_options(p)
     p.set_defaults(handler=_run)
 
@@ -116,11 +252,20 @@ def _add_verdict_options(p: _Parser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from memsoak.run import RunOptions, run
+    from memsoak.locust.options import DEFAULT_REQUESTS
+    from memsoak.run import RunOptions, detect_revision, run
     from memsoak.rundir import default_out_dir
 
     if args.app_dir and not args.app:
         raise MemsoakError("--app-dir goes with --app")
+    if args.host and (args.server != "gevent" or args.server_workers != 1):
+        raise MemsoakError("--server and --server-workers are for a started target (--app), not --host")
+    if args.checkpoint_every is not None and args.duration is None:
+        raise MemsoakError("--checkpoint-every goes with --duration")
+    if args.checkpoint_every is not None and args.checkpoint_every > args.duration:
+        raise MemsoakError("--checkpoint-every must not be longer than --duration")
+    history = _history_path(args)
+    revision = args.revision if args.revision is not None else detect_revision(args.app_dir or ".")
     from analysis.thresholds import THRESHOLD_OPTIONS, thresholds_from
 
     chosen = {name: getattr(args, f"threshold_{name}") for name in THRESHOLD_OPTIONS}
@@ -141,7 +286,7 @@ def _run(args: argparse.Namespace) -> int:
             host=args.host,
             agent_token=args.agent_token,
             locustfile=args.locustfile,
-            requests=args.requests,
+            requests=args.requests or DEFAULT_REQUESTS,
             warmup=args.warmup,
             checkpoints=args.checkpoints,
             users=args.users,
@@ -150,6 +295,18 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_leak=args.fail_on_leak,
             frames=args.frames,
             max_time_s=args.max_time,
+            formats=args.format or (),
+            agent_timeout_s=args.agent_timeout,
+            workers=args.workers,
+            server=args.server,
+            server_workers=args.server_workers,
+            duration_s=args.duration,
+            checkpoint_every_s=args.checkpoint_every,
+            history=history,
+            scenario=args.scenario or "",
+            revision=revision,
+            fail_on_regression=args.fail_on_regression,
+            until_confident=args.until_confident,
             verdict_args=tuple(verdict_args),
         )
     )
@@ -158,11 +315,28 @@ def _run(args: argparse.Namespace) -> int:
 def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("serve", help="serve a WSGI app under the agent")
     p.add_argument("app", type=_app_spec, metavar="MODULE:ATTR")
-    p.add_argument("--app-dir", help="put DIR first on the import path")
-    p.add_argument("--bind", default="127.0.0.1:0", help="HOST:PORT (default: a free loopback port)")
-    p.add_argument("--token", help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)")
-    p.add_argument("--frames", type=_positive_int, default=None, help="traceback depth to trace")
-    p.add_argument("--allow", action="append", metavar="CIDR", help="networks allowed to use the agent")
+    p.add_argument("--app-dir", type=_directory, help="put DIR first on the import path")
+    p.add_argument(
+        "--bind", type=_bind, default="127.0.0.1:0", help="HOST:PORT (default: a free loopback port)"
+    )
+    p.add_argument(
+        "--token", type=_token, help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)"
+    )
+    p.add_argument("--frames", type=_int_in(1, 100), default=None, help="traceback depth to trace")
+    p.add_argument(
+        "--allow", type=_network, action="append", metavar="CIDR", help="networks allowed to use the agent"
+    )
+    p.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes (gevent: forked after binding)"
+    )
+    p.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread or gevent")
+    p.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_false",
+        help="start with tracemalloc off (memsoak run's plugin turns it on at the baseline)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -176,22 +350,66 @@ def _serve(args: argparse.Namespace) -> int:
         bind=args.bind,
         token=args.token,
         frames=args.frames or serve.DEFAULT_FRAMES,
+        trace=args.trace,
         allow=tuple(args.allow) if args.allow else LOOPBACK,
+        server_kind=args.server,
+        workers=args.workers,
+        worker_class=args.worker_class,
     )
 
 
 def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("report", help="render the reports of a run directory again")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_format(p)
     p.set_defaults(handler=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
+    from memsoak.progress import TerminalView, summary_doc
     from memsoak.rundir import render_run
-    from memsoak.summary import summary_lines
 
-    report, paths = render_run(args.run_dir)
-    for line in summary_lines(report, paths):
+    report, paths = render_run(args.run_dir, formats=args.format)
+    TerminalView().print_summary(summary_doc(report, paths))
+    return 0
+
+
+def _history_path(args: argparse.Namespace) -> Path:
+    from memsoak.locust.options import DEFAULT_HISTORY
+
+    return Path(args.history or os.environ.get("MEMSOAK_HISTORY") or DEFAULT_HISTORY)
+
+
+def _add_history(commands: argparse._SubParsersAction[_Parser]) -> None:
+    p = commands.add_parser("history", help="list recorded runs and the bytes-per-request trend")
+    p.add_argument("--history", type=Path, help="the SQLite run history (default: as for `run`)")
+    p.add_argument("--scenario", help="only this scenario")
+    p.add_argument("--limit", type=_positive_int, default=20, help="last N runs per scenario (default 20)")
+    p.set_defaults(handler=_history)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from memsoak.history import History
+    from memsoak.history_view import history_lines
+
+    records = History(_history_path(args)).runs(args.scenario)
+    for line in history_lines(records, args.limit):
+        print(line)
+    return 0
+
+
+def _add_compare(commands: argparse._SubParsersAction[_Parser]) -> None:
+    p = commands.add_parser("compare", help="what grew between two runs (history ids or run directories)")
+    p.add_argument("run_a", metavar="RUN_A", help="the earlier run: a history id or a run directory")
+    p.add_argument("run_b", metavar="RUN_B", help="the later run")
+    p.add_argument("--history", type=Path, help="the SQLite run history, for ids (default: as for `run`)")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from memsoak.compare import compare_runs
+
+    for line in compare_runs(args.run_a, args.run_b, _history_path(args)):
         print(line)
     return 0
 
@@ -204,6 +422,8 @@ def build_parser() -> _Parser:
     _add_run(commands)
     _add_serve(commands)
     _add_report(commands)
+    _add_history(commands)
+    _add_compare(commands)
     return parser
 
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.errors import MemsoakError, TargetError
-from memsoak.rundir import RunDir
+from memsoak.history import History
+from memsoak.rundir import RunDir, render_run
 from memsoak.target import TargetProcess, last_lines
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "seed.py"
 KNOWN_EXIT_CODES = (0, 1, 2, 3)
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C; the reports are written
+STDERR_TAIL_LINES = 10
+# After the target dies, Locust gets this long to notice and write its partial report before
+# it is told to stop (SIGTERM: Locust still runs test_stop and writes what it has).
+DEAD_TARGET_GRACE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +45,56 @@ class RunOptions:
     out: Path
     fail_on_leak: bool
     frames: int | None
-    max_time_s: int
+    max_time_s: int | None  # hard cap on the load; None: one hour, or the soak's duration plus slack
+    formats: tuple[str, ...] = ()  # report writers to run; empty: all
+    agent_timeout_s: float = 120.0
+    workers: int = 0  # Locust worker processes under a master; 0: one plain Locust process
+    server: str = "gevent"  # what serves a started target: gevent or gunicorn
+    server_workers: int = 1  # the target's worker processes
+    duration_s: float | None = None  # a time-bound soak instead of `requests`
+    checkpoint_every_s: float | None = None
+    history: Path | None = None
+    scenario: str = ""
+    revision: str = ""
+    fail_on_regression: bool = False
+    until_confident: bool = False
     verdict_args: tuple[tuple[str, str], ...] = ()  # (Locust option without --memsoak-, value)
+
+    @property
+    def target_name(self) -> str:
+        return self.host or self.app or DEFAULT_APP
+
+    @property
+    def hard_cap_s(self) -> int:
+        if self.max_time_s is not None:
+            return self.max_time_s
+        if self.duration_s is not None:
+            # Warm-up and the snapshots' pauses come on top of the measured duration.
+            return int(self.duration_s + max(600.0, self.duration_s / 10))
+        return 3600
+
+
+def detect_revision(directory: str | Path) -> str:
+    """The git commit checked out in `directory` ("" when it is not a git work tree), with
+    "-dirty" when tracked files have local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}-dirty" if head and dirty else head  # fmt: skip
 
 
 def _check_agent(url: str, token: str) -> None:
@@ -53,49 +111,176 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         "--headless", "--only-summary",
         "-u", str(options.users), "-r", str(options.spawn_rate),
         "--host", url,
-        "-t", f"{options.max_time_s}s",
+        "-t", f"{options.hard_cap_s}s",
         # Failed requests are counted in the report; exit codes are memsoak's (DESIGN.md).
         "--exit-code-on-error", "0",
-        "--memsoak-requests", str(options.requests),
         "--memsoak-warmup", str(options.warmup),
         "--memsoak-checkpoints", str(options.checkpoints),
         "--memsoak-out", str(options.out),
+        "--memsoak-agent-timeout", str(options.agent_timeout_s),
+        "--memsoak-target", options.target_name,
     ]  # fmt: skip
+    if options.duration_s is not None:
+        command += ["--memsoak-duration", f"{options.duration_s:g}s"]
+        if options.checkpoint_every_s is not None:
+            command += ["--memsoak-checkpoint-every", f"{options.checkpoint_every_s:g}s"]
+    else:
+        command += ["--memsoak-requests", str(options.requests)]
+    if options.history is not None:
+        command += ["--memsoak-history", str(options.history.resolve())]
+    command += ["--memsoak-scenario", options.scenario or f"{options.locustfile.stem}@{options.target_name}"]
+    if options.revision:
+        command += ["--memsoak-revision", options.revision]
     if options.fail_on_leak:
         command.append("--memsoak-fail-on-leak")
+    if options.fail_on_regression:
+        command.append("--memsoak-fail-on-regression")
+    if options.formats:
+        command += ["--memsoak-format", ",".join(options.formats)]
+    if options.until_confident:
+        command.append("--memsoak-until-confident")
     for option, value in options.verdict_args:
         command += [f"--memsoak-{option}", value]
     return command
 
 
-def _drive_locust(options: RunOptions, url: str, token: str) -> int:
-    env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token}
-    log_path = options.out / "locust.log"
-    with open(log_path, "w", encoding="utf-8") as log:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_locust_workers(
+    options: RunOptions, master_port: int, env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for index in range(options.workers):
+        with open(options.out / f"locust-worker-{index}.log", "wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "locust", "-f", str(options.locustfile), "--worker",
+                     "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+                    stdout=log, stderr=subprocess.STDOUT, env=env,
+                )
+            )  # fmt: skip
+    return workers
+
+
+def _stop_locust_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    # The master tells its workers to quit; only stragglers are signalled.
+    deadline = time.monotonic() + 15
+    for worker in workers:
+        try:
+            worker.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.terminate()
+            try:
+                worker.wait(5)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def _drive_locust(
+    options: RunOptions, url: str, token: str, target: TargetProcess | None
+) -> tuple[int, bool]:
+    """Locust's exit code, and whether the run was interrupted (Ctrl-C)."""
+    from memsoak.progress import ENV as PROGRESS_ENV
+
+    env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
+    command = locust_command(options, url)
+    workers: list[subprocess.Popen[bytes]] = []
+    if options.workers:
+        port = free_port()
+        command += ["--master", "--expect-workers", str(options.workers), "--expect-workers-max-wait", "60",
+                    "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]  # fmt: skip
+        # Workers need no token: only the master talks to the agent.
+        workers = _start_locust_workers(options, port, {**os.environ})
+    try:
+        return _run_locust_master(command, env, options.out / "locust.log", target)
+    finally:
+        _stop_locust_workers(workers)
+
+
+def _run_locust_master(
+    command: list[str], env: dict[str, str], log_path: Path, target: TargetProcess | None
+) -> tuple[int, bool]:
+    from memsoak.progress import TerminalView
+
+    with open(log_path, "w", encoding="utf-8") as log, TerminalView() as view:
         process = subprocess.Popen(
-            locust_command(options, url),
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
             text=True,
             bufsize=1,
         )
+        if target is not None:
+            target.watch(on_death=lambda: _stop_later(process, DEAD_TARGET_GRACE_S))
         assert process.stdout is not None
         try:
             for line in process.stdout:
                 log.write(line)
-                if line.startswith("memsoak"):
-                    print(line, end="", flush=True)
-            return process.wait()
+                view.feed(line)
+            return process.wait(), False
         except KeyboardInterrupt:
-            # Locust got the same Ctrl-C from the terminal: let it write its partial report.
-            return process.wait()
+            # Locust got the same Ctrl-C from the terminal (same process group; the target has a
+            # session of its own): let it take a final snapshot and write its reports.
+            for line in process.stdout:
+                log.write(line)
+                view.feed(line)
+            return process.wait(), True
+
+
+def _stop_later(process: subprocess.Popen[str], grace_s: float) -> None:
+    def stop() -> None:
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+
+    threading.Thread(target=stop, name="memsoak-locust-stop", daemon=True).start()
+
+
+def _record_target_death(options: RunOptions, target: TargetProcess) -> str:
+    """Add what only the conductor knows (how and when the target died, its last stderr lines) to
+    the run, render the reports again, and return a one-line account."""
+    died_at = target.died_at or time.time()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(died_at))
+    how = target.exit_description()
+    tail = last_lines(target.log_path, STDERR_TAIL_LINES)
+    stamp = time.strftime("%H:%M:%S", time.localtime(died_at))
+    events = [f"{stamp} the target process died at {when}: {how}"]
+    events += [f"{stamp} target stderr: {line}" for line in tail]
+    run_dir = RunDir(options.out)
+    try:
+        run_dir.add_events(events, "failed")
+        render_run(options.out)
+    except MemsoakError as exc:
+        print(f"memsoak: could not update the report with the target's death: {exc}", flush=True)
+    last = f"; its last stderr line: {tail[-1]}" if tail else ""
+    return f"the target died during the run at {when} ({how}){last}; partial reports in {options.out}"
+
+
+def _failure_event(out: Path) -> str:
+    """The plugin's account of how the target failed, from the saved run."""
+    try:
+        events = RunDir(out).load()[0].events
+    except MemsoakError:
+        events = []
+    failures = [e for e in events if "target failed at" in e]
+    if not failures:
+        return "the target failed"
+    return failures[0].split(" ", 1)[1]  # without the HH:MM:SS prefix: it says the time itself
 
 
 def run(options: RunOptions) -> int:
     if not options.locustfile.is_file():
         raise MemsoakError(f"no locustfile at {options.locustfile}")
-    RunDir(options.out).prepare()
+    RunDir(options.out).prepare()  # an unwritable --out fails here, before any load
+    if options.history is not None:
+        History(options.history).check()
     target: TargetProcess | None = None
     if options.host:
         token = options.agent_token or os.environ.get("MEMSOAK_TOKEN", "")
@@ -111,18 +296,34 @@ def run(options: RunOptions) -> int:
             log_path=options.out / "target.log",
             app_dir=options.app_dir,
             frames=options.frames,
+            extra_args=(
+                ("--server", options.server, "--workers", str(options.server_workers))
+                if options.server != "gevent" or options.server_workers != 1
+                # Warm-up runs untraced, at full speed; the plugin turns tracing on at the
+                # baseline. Multi-worker targets have no such switch: they trace from the start.
+                else ("--no-trace",)
+            ),
         )
         url = target.url
-    print(f"memsoak: target {url}; {options.requests:,} measured requests after {options.warmup:,} "
+    plan = (
+        f"a {options.duration_s:g} s soak"
+        if options.duration_s is not None
+        else f"{options.requests:,} measured requests"
+    )
+    print(f"memsoak: target {url}; {plan} after {options.warmup:,} "
           f"warm-up, {options.users} users; output in {options.out}", flush=True)  # fmt: skip
     try:
-        code = _drive_locust(options, url, token)
+        code, interrupted = _drive_locust(options, url, token, target)
         if target is not None and not target.alive():
-            tail = " | ".join(last_lines(target.log_path, 3))
-            raise TargetError(f"the target died during the run (exit {target.process.returncode}): {tail}")
+            raise TargetError(_record_target_death(options, target))
     finally:
         if target is not None:
             target.stop()
+    if interrupted:
+        print(f"memsoak: interrupted: reports of what was gathered are in {options.out}", flush=True)
+        return EXIT_INTERRUPTED if code in (0, 1) else code
+    if code == TargetError.exit_code:
+        raise TargetError(f"{_failure_event(options.out)}; partial reports in {options.out}")
     if code not in KNOWN_EXIT_CODES:
         tail = " | ".join(last_lines(options.out / "locust.log", 2))
         raise TargetError(f"Locust exited with code {code}: {tail}")

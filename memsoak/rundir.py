@@ -71,6 +71,24 @@ class RunDir:
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
 
+    def add_events(self, events: Iterable[str], status: str) -> None:
+        """Append events to a saved run (what the conductor saw that Locust could not) and set
+        its status; atomically, like every write here."""
+        path = self.path / RUN_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        if not isinstance(state, dict) or not isinstance(state.get("requests"), dict):
+            # Locust never saved one (it died before test start): a minimal run to report on.
+            state = {"requests": {"warmup": 0, "measured": 0, "failed": 0}, "samples": [], "events": []}
+        if not isinstance(state.get("events"), list):
+            state["events"] = []
+        state["events"].extend(events)
+        state["status"] = status
+        with atomic_text(path) as file:
+            json.dump(state, file, indent=1, default=str)
+
     def write_reports(self, report: Report, formats: Iterable[str] | None = None) -> list[Path]:
         written = []
         for name in formats or WRITERS:
@@ -82,33 +100,92 @@ class RunDir:
 
     def load(self) -> tuple[RunData, str]:
         """Read back what a run saved (finished or not): the data and the run's status."""
+        path = self.path / RUN_FILE
         try:
-            state = json.loads((self.path / RUN_FILE).read_text(encoding="utf-8"))
-            requests = RequestCounts(**state["requests"])
-            samples = [Sample(**s) for s in state.get("samples", [])]
+            state = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise RunDirError(f"{self.path} is not a memsoak run directory (no {RUN_FILE})") from None
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise RunDirError(f"{self.path / RUN_FILE} is malformed: {exc}") from None
-        snapshots = []
-        for path in sorted((self.path / SNAPSHOT_DIR).glob("[0-9][0-9][0-9]-*.json")):
+        except OSError as exc:
+            raise RunDirError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except (ValueError, RecursionError):
+            raise RunDirError(f"{path} is malformed: not JSON") from None
+        try:
+            run, status = _run_from_state(state)
+        except _Malformed as exc:
+            raise RunDirError(f"{path} is malformed: {exc}") from None
+        for snapshot_path in sorted((self.path / SNAPSHOT_DIR).glob("[0-9][0-9][0-9]-*.json")):
             try:
-                snapshots.append(loads_snapshot(path.read_bytes()))
+                run.snapshots.append(loads_snapshot(snapshot_path.read_bytes()))
             except SnapshotFormatError as exc:
-                raise RunDirError(f"{path}: {exc}") from None
-        events = state.get("events", [])
-        run = RunData(
-            snapshots=snapshots,
-            samples=samples,
-            requests=requests,
-            parameters=state.get("parameters", {}),
-            locust_stats=state.get("locust_stats", {}),
-            events=[str(e) for e in events] if isinstance(events, list) else [],
+                raise RunDirError(f"{snapshot_path}: {exc}") from None
+            except OSError as exc:
+                raise RunDirError(f"cannot read {snapshot_path}: {exc.strerror or exc}") from None
+        return run, status
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _count(value: Any, name: str) -> int:
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise _Malformed(f"{name} must be a non-negative integer, got {value!r}"[:200])
+    return value
+
+
+def _seconds(value: Any, name: str) -> float:
+    if type(value) not in (int, float) or not 0 <= value < 1e300:  # NaN and inf fail too
+        raise _Malformed(f"{name} must be a non-negative number, got {value!r}"[:200])
+    return float(value)
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Malformed(f"{name} must be a JSON object")
+    return value
+
+
+def _run_from_state(state: Any) -> tuple[RunData, str]:
+    """run.json, checked field by field: what `memsoak report` reads may have been edited,
+    truncated or written by something else."""
+    state = _object(state, "run.json")
+    counts = _object(state.get("requests"), "requests")
+    requests = RequestCounts(
+        warmup=_count(counts.get("warmup"), "requests.warmup"),
+        measured=_count(counts.get("measured"), "requests.measured"),
+        failed=_count(counts.get("failed"), "requests.failed"),
+    )
+    raw_samples = state.get("samples", [])
+    if not isinstance(raw_samples, list):
+        raise _Malformed("samples must be a list")
+    samples = []
+    for index, raw in enumerate(raw_samples):
+        sample = _object(raw, f"samples[{index}]")
+        samples.append(
+            Sample(
+                requests=_count(sample.get("requests"), f"samples[{index}].requests"),
+                elapsed_s=_seconds(sample.get("elapsed_s"), f"samples[{index}].elapsed_s"),
+                rss_bytes=_count(sample.get("rss_bytes"), f"samples[{index}].rss_bytes"),
+                traced_bytes=_count(sample.get("traced_bytes"), f"samples[{index}].traced_bytes"),
+            )
         )
-        retention = state.get("retention", [])
-        if isinstance(retention, list):
-            run.retention = [doc for doc in retention if isinstance(doc, dict)]
-        return run, str(state.get("status", "unknown"))
+    events = state.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise _Malformed("events must be a list of strings")
+    status = state.get("status", "unknown")
+    run = RunData(
+        snapshots=[],
+        samples=samples,
+        requests=requests,
+        parameters=_object(state.get("parameters", {}), "parameters"),
+        locust_stats=_object(state.get("locust_stats", {}), "locust_stats"),
+        events=list(events),
+    )
+    retention = state.get("retention", [])
+    if isinstance(retention, list):
+        # Retention paths are shown as found; a malformed entry is dropped, not fatal.
+        run.retention = [doc for doc in retention if isinstance(doc, dict)]
+    return run, status if isinstance(status, str) else "unknown"
 
 
 def render_run(

@@ -24,6 +24,7 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
+from memsoak.agent import tracing  # noqa: E402
 from memsoak.agent.middleware import LOOPBACK, Agent  # noqa: E402
 from memsoak.errors import MemsoakError  # noqa: E402
 
@@ -76,12 +77,30 @@ def serve(
     frames: int = DEFAULT_FRAMES,
     trace: bool = True,
     allow: Sequence[str] = LOOPBACK,
+    server_kind: str = "gevent",
+    workers: int = 1,
+    worker_class: str = "sync",
 ) -> int:
     if not 1 <= frames <= 100:
         raise MemsoakError(f"--frames must be 1..100, got {frames}")
     host, port = parse_bind(bind)
     generated = token is None and not os.environ.get("MEMSOAK_TOKEN")
     token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_urlsafe(24)
+    tracing.configured_frames = frames
+    if server_kind == "gunicorn":
+        from memsoak.prefork import exec_gunicorn
+
+        return exec_gunicorn(
+            spec, app_dir=app_dir, bind=bind, token=token, print_token=generated, frames=frames,
+            allow=allow, workers=workers, worker_class=worker_class,
+        )  # fmt: skip
+    if workers != 1:
+        from memsoak.prefork import serve_forked
+
+        return serve_forked(
+            spec, app_dir=app_dir, host=host, port=port, token=token, print_token=generated,
+            frames=frames, trace=trace, allow=allow, workers=workers,
+        )  # fmt: skip
     if trace:
         # Before the app is imported, so import-time allocations carry full tracebacks too.
         tracemalloc.start(frames)
@@ -110,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)"
     )
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="traceback depth to trace")
+    parser.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread, gevent")
     parser.add_argument("--no-trace", dest="trace", action="store_false", help="start with tracemalloc off")
     parser.add_argument(
         "--allow",
@@ -131,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames=args.frames,
             trace=args.trace,
             allow=tuple(args.allow) if args.allow else LOOPBACK,
+            server_kind=args.server,
+            workers=args.workers,
+            worker_class=args.worker_class,
         )
     except MemsoakError as exc:
         print(f"memsoak serve: error: {exc}", file=sys.stderr)

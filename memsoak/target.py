@@ -8,8 +8,10 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from memsoak.errors import MemsoakError, TargetError
@@ -23,6 +25,8 @@ class TargetProcess:
         self.process = process
         self.url = url
         self.log_path = log_path
+        self.died_at: float | None = None  # wall-clock time the watcher saw it gone
+        self._stopping = False
 
     @property
     def pid(self) -> int:
@@ -48,7 +52,11 @@ class TargetProcess:
         env = {**os.environ, "MEMSOAK_TOKEN": token}  # not argv: argv is visible to `ps`
         log = open(log_path, "ab")  # the child keeps writing to it
         try:
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env)
+            # Its own session: a Ctrl-C at the terminal reaches memsoak and Locust, which still
+            # need the target for the final snapshot; memsoak stops it itself.
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True
+            )
         finally:
             log.close()
         url = cls._wait_ready(process, log_path)
@@ -93,9 +101,37 @@ class TargetProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def watch(self, on_death: Callable[[], None] | None = None, interval_s: float = 0.2) -> None:
+        """Note when the process dies (`died_at`), and call `on_death` once, from a thread."""
+
+        def poll() -> None:
+            while not self._stopping:
+                if self.process.poll() is not None:
+                    self.died_at = time.time()
+                    if on_death is not None:
+                        on_death()
+                    return
+                time.sleep(interval_s)
+
+        threading.Thread(target=poll, name="memsoak-target-watch", daemon=True).start()
+
+    def exit_description(self) -> str:
+        code = self.process.poll()
+        if code is None:
+            return "still running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "an unknown signal"
+            return f"killed by signal {-code} ({name})"
+        return f"exited with code {code}"
+
     def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGCONT)  # a stopped (SIGSTOP) target can act on it
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from analysis.model import Frame, RequestCounts, RunData, SiteStat, Snapshot
+from analysis.model import Frame, RequestCounts, RunData, Sample, SiteStat, Snapshot
 from analysis.report import build_report
 from analysis.writers import WRITERS
 
@@ -52,7 +52,10 @@ def test_plateau_is_not_a_leak() -> None:
 
 def test_rss_growth_without_traced_growth_is_native() -> None:
     series = [(r, {(ROUTE, APP): SiteStat(1000, 1)}, 50_000_000 + 4096 * r) for r in range(0, 5001, 1000)]
-    report = build_report(_run(series, 5000))
+    run = _run(series, 5000)
+    # The harness reads RSS just before each snapshot: the growth requests drove between them.
+    run.samples = [Sample(r, r / 100, 50_000_000 + 4096 * r, 1000) for r in range(1000, 5001, 1000)]
+    report = build_report(run)
     assert report.verdict.kind == "native-leak"
     assert "tracemalloc cannot see" in report.verdict.explanation
 

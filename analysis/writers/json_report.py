@@ -92,6 +92,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "parameters": report.parameters,
         "locust_stats": report.locust_stats,
         "events": list(report.events),
+        "workers": [asdict(w) for w in report.workers],
     }
 
 

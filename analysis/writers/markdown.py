@@ -18,6 +18,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
+def _load_line(stats: dict[str, object]) -> str:
+    parts = []
+    for key, label in (("rps", "req/s"), ("p50_ms", "ms median"), ("p95_ms", "ms p95"), ("p99_ms", "ms p99")):
+        value = stats.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{value:,} {label}")
+    return ", ".join(parts)
+
+
 def _evidence(report: Report, w: Callable[[str], object]) -> None:
     """Each suspect's live size at every checkpoint and its fit: what the verdict rests on."""
     w("\n### Growth per checkpoint interval\n\n")
@@ -50,6 +59,9 @@ def render(report: Report, file: TextIO) -> None:
         f"\nRequests: {requests.measured:,} measured, {requests.warmup:,} warm-up, "
         f"{requests.failed:,} failed.\n"
     )
+    load = _load_line(report.locust_stats)
+    if load:
+        w(f"Load (Locust): {load}.\n")
     if report.suspects:
         w("\n## Top suspects\n\n| site | code | B/request | objects/request | grew |\n")
         w("| --- | --- | ---: | ---: | ---: |\n")
@@ -71,6 +83,20 @@ def render(report: Report, file: TextIO) -> None:
             if frame.code:
                 w(f"    {frame.code}\n")
         w("```\n")
+    if report.workers:
+        w("\n## Target workers\n\nSnapshots and totals are summed over these processes; RSS counts pages ")
+        w("they share once per worker.\n\n")
+        w("| pid | requests | RSS start | RSS end | traced start | traced end |\n")
+        w("| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        for row in report.workers:
+            w(
+                f"| {row.pid} | {row.requests_served:,} | {human_bytes(row.rss_start)} "
+                f"| {human_bytes(row.rss_end)} | {human_bytes(row.traced_start)} "
+                f"| {human_bytes(row.traced_end)} |\n"
+            )
+        total_start = sum(row.rss_start for row in report.workers)
+        total_end = sum(row.rss_end for row in report.workers)
+        w(f"| total | | {human_bytes(total_start)} | {human_bytes(total_end)} | | |\n")
     if report.events:
         w("\n## Events\n\n")
         for event in report.events:

@@ -1,9 +1,11 @@
 """The agent: WSGI middleware that adds a token-guarded control endpoint to any app.
 
 Everything outside `PREFIX` goes to the app untouched. Under `PREFIX` the agent answers JSON
-only, to allowed client addresses only (loopback by default, judged from the socket's peer
-address, never from headers such as X-Forwarded-For), and only with the right bearer token.
-It never reads or writes a file whose name comes from a request.
+only (and Prometheus' text format at `metrics`), to allowed client addresses only (loopback by
+default, judged from the socket's peer address, never from headers such as X-Forwarded-For),
+and only with the right bearer token. It never reads or writes a file whose name comes from a
+request. Request bodies and responses have size limits, and snapshots (which pause the whole
+process) are rate-limited.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import hmac
 import ipaddress
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,19 +25,65 @@ from memsoak.agent import tracing
 PREFIX = "/__memsoak__/"
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_BODY_BYTES = 64 * 1024
+MAX_AUTHORIZATION_BYTES = 4096
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
+# A snapshot blocks the target for up to seconds: a burst of this many, then one per interval.
+SNAPSHOT_BURST = 10
+SNAPSHOT_INTERVAL_S = 1.0
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+class _Raw:
+    """A response that is not JSON (the Prometheus text format)."""
+
+    def __init__(self, content_type: str, body: bytes) -> None:
+        self.content_type = content_type
+        self.body = body
+
+
 class _Refusal(Exception):
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: str, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def parse_allow(networks: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The client networks allowed to use the agent; ValueError names the bad entry."""
+    parsed = []
+    for net in networks:
+        try:
+            parsed.append(ipaddress.ip_network(net.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP network (CIDR): {net!r}") from None
+    return tuple(parsed)
+
+
+class _SnapshotLimiter:
+    """A token bucket, plus one snapshot at a time (threaded servers could start two)."""
+
+    def __init__(self, burst: int, interval_s: float) -> None:
+        self._burst = burst
+        self._interval_s = interval_s
+        self._tokens = float(burst)
+        self._updated = time.monotonic()
+        self.running = threading.Lock()
+
+    def wait_s(self) -> float:
+        """0 and a token taken, or how long to wait before the next snapshot is allowed."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) / self._interval_s)
+        self._updated = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) * self._interval_s
 
 
 class Agent:
@@ -45,6 +95,9 @@ class Agent:
         token: str | None = None,
         *,
         allow: Sequence[str] = LOOPBACK,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        snapshot_burst: int = SNAPSHOT_BURST,
+        snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
     ) -> None:
         token = token or os.environ.get("MEMSOAK_TOKEN")
         if not token:
@@ -53,13 +106,17 @@ class Agent:
         # Only the token's digest is kept, and digests are compared in constant time: both have
         # the same length whatever the token's, so neither timing nor length leaks through it.
         self._token_digest = _digest(token)
-        self._allowed = tuple(ipaddress.ip_network(net, strict=False) for net in allow)
+        self._allowed = parse_allow(allow)
+        self._max_response_bytes = max_response_bytes
+        self._snapshots = _SnapshotLimiter(snapshot_burst, snapshot_interval_s)
         self.requests_served = 0
-        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+        self._metrics: Any = None  # memsoak.agent.metrics.Metrics, made at the first scrape
+        self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
             ("GET", "status"): self._status,
             ("POST", "snapshot"): self._snapshot,
             ("POST", "gc"): self._gc,
             ("POST", "tracing"): self._tracing,
+            ("GET", "metrics"): self._metrics_text,
             ("POST", "retention"): self._retention,
         }
 
@@ -70,18 +127,38 @@ class Agent:
             return self.app(environ, start_response)
         try:
             body = self._control(environ, path[len(PREFIX) :])
-            return self._respond(start_response, "200 OK", body)
+            if isinstance(body, _Raw):
+                return self._respond(start_response, "200 OK", body.body, content_type=body.content_type)
+            data = json.dumps(body, separators=(",", ":")).encode()
+            if len(data) > self._max_response_bytes:
+                raise _Refusal(
+                    "507 Insufficient Storage",
+                    f"response of {len(data)} bytes is over the limit of {self._max_response_bytes}; "
+                    "ask for a larger min_site_bytes",
+                )
+            return self._respond(start_response, "200 OK", data)
         except _Refusal as refusal:
-            return self._respond(start_response, refusal.status, {"error": str(refusal)})
+            data = json.dumps({"error": str(refusal)}).encode()
+            return self._respond(start_response, refusal.status, data, refusal.headers)
+        except Exception as exc:  # noqa: BLE001 - JSON even when the agent itself fails
+            data = json.dumps({"error": f"agent failure: {type(exc).__name__}"}).encode()
+            return self._respond(start_response, "500 Internal Server Error", data)
 
-    def _respond(self, start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _respond(
+        self,
+        start_response: StartResponse,
+        status: str,
+        data: bytes,
+        extra_headers: Sequence[tuple[str, str]] = (),
+        content_type: str = "application/json",
+    ) -> list[bytes]:
         start_response(
             status,
             [
-                ("Content-Type", "application/json"),
+                ("Content-Type", content_type),
                 ("Content-Length", str(len(data))),
                 ("Cache-Control", "no-store"),
+                *extra_headers,
             ],
         )
         return [data]
@@ -97,9 +174,13 @@ class Agent:
 
     def _authorized(self, environ: dict[str, Any]) -> bool:
         header = environ.get("HTTP_AUTHORIZATION", "")
+        if len(header) > MAX_AUTHORIZATION_BYTES:
+            return False
         scheme, _, provided = header.partition(" ")
         if scheme.lower() != "bearer" or not provided:
             return False
+        # Constant time: compare_digest over two SHA-256 digests, so the comparison takes the
+        # same time whatever the provided token's content or length.
         return hmac.compare_digest(_digest(provided.strip()), self._token_digest)
 
     def _read_json(self, environ: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +200,7 @@ class Agent:
             raise _Refusal("400 Bad Request", "body must be a JSON object")
         return body
 
-    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any]:
+    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any] | _Raw:
         if not self._client_allowed(environ):
             raise _Refusal("403 Forbidden", "forbidden")
         if not self._authorized(environ):
@@ -142,7 +223,31 @@ class Agent:
         min_site_bytes = body.get("min_site_bytes", 0)
         if type(min_site_bytes) is not int or not 0 <= min_site_bytes <= 1 << 30:
             raise _Refusal("400 Bad Request", "min_site_bytes must be an integer 0..2**30")
-        return tracing.take_snapshot(min_site_bytes)
+        wait_s = self._snapshots.wait_s()
+        if wait_s > 0:
+            raise _Refusal(
+                "429 Too Many Requests",
+                f"snapshot rate limit: retry in {wait_s:.1f} s",
+                [("Retry-After", str(max(1, round(wait_s + 0.5))))],
+            )
+        if not self._snapshots.running.acquire(blocking=False):
+            raise _Refusal(
+                "429 Too Many Requests", "a snapshot is already being taken", [("Retry-After", "1")]
+            )
+        try:
+            doc = tracing.take_snapshot(min_site_bytes)
+        finally:
+            self._snapshots.running.release()
+        if self._metrics is not None:
+            self._metrics.growth.observe(doc)
+        return doc
+
+    def _metrics_text(self, _body: dict[str, Any]) -> _Raw:
+        if self._metrics is None:
+            from memsoak.agent.metrics import Metrics
+
+            self._metrics = Metrics(lambda: self._status({}))
+        return _Raw(*self._metrics.render())
 
     def _gc(self, _body: dict[str, Any]) -> dict[str, Any]:
         import gc

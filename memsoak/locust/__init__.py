@@ -17,7 +17,7 @@ from typing import Any
 
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from memsoak.errors import MemsoakError
 from memsoak.locust.options import Settings, add_options
@@ -45,13 +45,20 @@ def _check_user_classes(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library: the caller registers
         return
+    from memsoak.locust.distributed import DistributedMasterPlugin, WorkerPlugin
+
     try:
         _check_user_classes(environment)
-        plugin = MemsoakPlugin(Settings.from_options(environment.parsed_options))
-        if not isinstance(environment.runner, WorkerRunner):
-            # Fail before any load is sent, not at the first snapshot.
-            plugin.run_dir.prepare()
-            plugin.check_agent()
+        if isinstance(environment.runner, WorkerRunner):
+            WorkerPlugin().register(environment)  # the master holds the settings and the agent
+            return
+        plugin_class = (
+            DistributedMasterPlugin if isinstance(environment.runner, MasterRunner) else MemsoakPlugin
+        )
+        plugin = plugin_class(Settings.from_options(environment.parsed_options))
+        # Fail before any load is sent, not at the first snapshot.
+        plugin.run_dir.prepare()
+        plugin.check_agent()
         plugin.register(environment)
     except MemsoakError as exc:
         print(f"memsoak: error: {exc}", file=sys.stderr, flush=True)

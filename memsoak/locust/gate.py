@@ -5,6 +5,10 @@ flight. The gate instead refuses the (N+1)th token. It also stops handing out to
 boundary (end of warm-up, each checkpoint, the end), waits until every request in flight has
 finished, and only then runs the boundary's action (a snapshot), so a snapshot sees exactly the
 requests it claims to. Users block in `acquire` meanwhile.
+
+A time-bound soak has no budget: the gate is `open_ended` (tokens flow without limit after the
+last boundary) and a clock calls `drain(action)` at each checkpoint, which pauses the gate at
+whatever count it has reached, the same way a boundary does.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ class RequestGate:
         self,
         boundaries: Sequence[int],
         on_boundary: Callable[[int], None],
+        *,
+        open_ended: bool = False,
     ) -> None:
-        """`boundaries`: strictly increasing request counts; the last one is the budget.
+        """`boundaries`: strictly increasing request counts; the last one is the budget, unless
+        `open_ended`, when requests go on after it until `close()`.
         `on_boundary(count)` runs in its own greenlet once `count` requests have all completed."""
         if not boundaries or any(b <= a for a, b in itertools.pairwise(boundaries)):
             raise ValueError(f"boundaries must be strictly increasing, got {list(boundaries)}")
@@ -34,6 +41,7 @@ class RequestGate:
             raise ValueError("boundaries must not be negative")
         self._boundaries = list(boundaries)
         self._on_boundary = on_boundary
+        self.open_ended = open_ended
         self._next = 0  # index of the boundary being worked towards
         self.issued = 0
         self.completed = 0
@@ -41,21 +49,27 @@ class RequestGate:
         self.closed = False
         self._open = Event()
         self._open.set()
+        self._idle = Event()  # set while no request is in flight
+        self._idle.set()
         if self._boundaries[0] == 0:  # e.g. no warm-up: the first action runs before any request
             self._reach_boundary()
 
     @property
-    def budget(self) -> int:
-        return self._boundaries[-1]
+    def budget(self) -> int | None:
+        return None if self.open_ended else self._boundaries[-1]
 
     def acquire(self) -> None:
         while True:
-            if self.closed or self.issued >= self.budget:
+            if self.closed or (not self.open_ended and self.issued >= self._boundaries[-1]):
                 raise BudgetSpent()
-            if self._next < len(self._boundaries) and self.issued < self._boundaries[self._next]:
+            pending = self._next < len(self._boundaries)
+            if self._open.is_set() and (
+                (pending and self.issued < self._boundaries[self._next]) or (not pending and self.open_ended)
+            ):
                 self.issued += 1
                 self.in_flight += 1
-                if self.issued == self._boundaries[self._next]:
+                self._idle.clear()
+                if pending and self.issued == self._boundaries[self._next]:
                     self._open.clear()  # the rest wait here until the boundary's action is done
                 return
             self._open.wait()
@@ -63,6 +77,8 @@ class RequestGate:
     def release(self) -> None:
         self.in_flight -= 1
         self.completed += 1
+        if self.in_flight == 0:
+            self._idle.set()
         if (
             self.in_flight == 0
             and self._next < len(self._boundaries)
@@ -79,6 +95,22 @@ class RequestGate:
             self._on_boundary(count)
         finally:
             self._next += 1
+            self._open.set()
+
+    def drain(self, action: Callable[[int], object]) -> None:
+        """Pause now: hand out no more tokens, wait until the requests in flight complete, run
+        `action(completed)`, then reopen. For clock-driven checkpoints, after the last boundary;
+        blocks the calling greenlet meanwhile."""
+        if self._next < len(self._boundaries):
+            raise RuntimeError("drain() is for after the last boundary")
+        if self.closed:
+            return
+        self._open.clear()
+        try:
+            self._idle.wait()
+            if not self.closed:
+                action(self.completed)
+        finally:
             self._open.set()
 
     def close(self) -> None:

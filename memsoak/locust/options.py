@@ -4,6 +4,7 @@ and a locust.conf key (memsoak-requests = 10000)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,27 @@ from memsoak.errors import MemsoakError
 DEFAULT_REQUESTS = 10_000
 DEFAULT_WARMUP = 200
 DEFAULT_CHECKPOINTS = 5
+DEFAULT_HISTORY = Path("memsoak-out") / "history.sqlite"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "8h", "10m", "1h30m", "90s" or "90". ValueError when it is none of those."""
+    compact = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(compact):
+        match = _DURATION_PART.match(compact, pos)
+        if match is None:
+            raise ValueError(f"not a duration: {text!r} (e.g. 8h, 10m, 1h30m, 90s)")
+        total += float(match.group(1)) * _SECONDS[match.group(2)]
+        pos = match.end()
+    if not compact or not total > 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return total
+
+
 DEFAULT_RETENTION_SECONDS = 20.0
 
 
@@ -22,9 +44,52 @@ def add_options(parser: Any) -> None:
     group.add_argument(
         "--memsoak-requests",
         type=int,
-        default=DEFAULT_REQUESTS,
+        default=None,
         env_var="LOCUST_MEMSOAK_REQUESTS",
-        help="measured requests, exactly (default %(default)s)",
+        help=f"measured requests, exactly (default {DEFAULT_REQUESTS}; not with --memsoak-duration)",
+    )
+    group.add_argument(
+        "--memsoak-duration",
+        default="",
+        env_var="LOCUST_MEMSOAK_DURATION",
+        help="a time-bound soak instead of a request count: measure for this long (8h, 10m, 90s)",
+    )
+    group.add_argument(
+        "--memsoak-checkpoint-every",
+        default="",
+        env_var="LOCUST_MEMSOAK_CHECKPOINT_EVERY",
+        help="with --memsoak-duration: a checkpoint snapshot this often (default duration/checkpoints)",
+    )
+    group.add_argument(
+        "--memsoak-history",
+        default="",
+        env_var="LOCUST_MEMSOAK_HISTORY",
+        help=f"SQLite file to record the run in (default: env MEMSOAK_HISTORY, else {DEFAULT_HISTORY})",
+    )
+    group.add_argument(
+        "--memsoak-scenario",
+        default="",
+        env_var="LOCUST_MEMSOAK_SCENARIO",
+        help="name of this scenario in the history (default: locustfile name @ host)",
+    )
+    group.add_argument(
+        "--memsoak-target",
+        default="",
+        env_var="LOCUST_MEMSOAK_TARGET",
+        help="name of the target in the history (default: --host)",
+    )
+    group.add_argument(
+        "--memsoak-revision",
+        default="",
+        env_var="LOCUST_MEMSOAK_REVISION",
+        help="source revision of the target, for the history (default: none)",
+    )
+    group.add_argument(
+        "--memsoak-fail-on-regression",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_MEMSOAK_FAIL_ON_REGRESSION",
+        help="exit 1 when bytes per request are clearly above this scenario's recent history",
     )
     group.add_argument(
         "--memsoak-warmup",
@@ -66,6 +131,12 @@ def add_options(parser: Any) -> None:
         help="exit 1 when the verdict is a leak",
     )
     group.add_argument(
+        "--memsoak-format",
+        default="all",
+        env_var="LOCUST_MEMSOAK_FORMAT",
+        help="reports to write, comma-separated: json, markdown, html, junit, csv (default all)",
+    )
+    group.add_argument(
         "--memsoak-sample-interval",
         type=float,
         default=1.0,
@@ -78,6 +149,20 @@ def add_options(parser: Any) -> None:
         default=120.0,
         env_var="LOCUST_MEMSOAK_AGENT_TIMEOUT",
         help="seconds to wait for the agent, a snapshot included (default %(default)s)",
+    )
+    group.add_argument(
+        "--memsoak-until-confident",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_MEMSOAK_UNTIL_CONFIDENT",
+        help="snapshot often and stop as soon as the verdict is settled; --memsoak-requests is the cap",
+    )
+    group.add_argument(
+        "--memsoak-frames",
+        type=int,
+        default=0,
+        env_var="LOCUST_MEMSOAK_FRAMES",
+        help="traceback depth when the plugin turns tracing on at the baseline (default: the target's)",
     )
     group.add_argument(
         "--memsoak-retention-seconds",
@@ -114,12 +199,27 @@ class Settings:
     fail_on_leak: bool
     sample_interval: float
     agent_timeout: float
+    formats: tuple[str, ...] = ()  # report writers to run; empty: all
+    duration_s: float | None = None  # a time-bound soak: no request budget
+    checkpoint_every_s: float | None = None
+    history: Path | None = None
+    scenario: str = ""
+    target: str = ""
+    revision: str = ""
+    fail_on_regression: bool = False
+    until_confident: bool = False
+    frames: int = 0  # 0: the depth the target was started with
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
         requests = options.memsoak_requests
+        duration_s, every_s = _soak_clock(options)
+        if duration_s is not None and requests is not None:
+            raise MemsoakError("--memsoak-requests and --memsoak-duration are mutually exclusive")
+        if requests is None:
+            requests = DEFAULT_REQUESTS
         if requests < 1:
             raise MemsoakError(f"--memsoak-requests must be at least 1, got {requests}")
         if options.memsoak_warmup < 0:
@@ -134,8 +234,13 @@ class Settings:
         token = options.memsoak_agent_token or os.environ.get("MEMSOAK_TOKEN", "")
         if not token:
             raise MemsoakError("no agent token: pass --memsoak-agent-token or set MEMSOAK_TOKEN")
+        from analysis.writers import UnknownFormat, parse_formats
         from memsoak.rundir import default_out_dir
 
+        try:
+            formats = parse_formats(getattr(options, "memsoak_format", "all") or "all")
+        except UnknownFormat as exc:
+            raise MemsoakError(f"--memsoak-format: {exc}") from None
         try:
             thresholds = thresholds_from(
                 {name: getattr(options, f"memsoak_{name_option(name)}", None) for name in THRESHOLD_OPTIONS}
@@ -156,9 +261,51 @@ class Settings:
             fail_on_leak=bool(options.memsoak_fail_on_leak),
             sample_interval=options.memsoak_sample_interval,
             agent_timeout=options.memsoak_agent_timeout,
+            formats=formats,
+            duration_s=duration_s,
+            checkpoint_every_s=every_s,
+            history=Path(options.memsoak_history or os.environ.get("MEMSOAK_HISTORY") or DEFAULT_HISTORY),
+            scenario=options.memsoak_scenario or _default_scenario(options),
+            target=options.memsoak_target or options.host or agent_url,
+            revision=options.memsoak_revision,
+            fail_on_regression=bool(options.memsoak_fail_on_regression),
+            until_confident=bool(getattr(options, "memsoak_until_confident", False)),
+            frames=_frames(getattr(options, "memsoak_frames", 0)),
             thresholds=thresholds,
             retention_seconds=retention_seconds,
         )
+
+
+def _soak_clock(options: Any) -> tuple[float | None, float | None]:
+    """(duration, checkpoint interval) in seconds for a time-bound soak; (None, None) otherwise."""
+    if not options.memsoak_duration:
+        if options.memsoak_checkpoint_every:
+            raise MemsoakError("--memsoak-checkpoint-every goes with --memsoak-duration")
+        return None, None
+    try:
+        duration = parse_duration(options.memsoak_duration)
+        every = (
+            parse_duration(options.memsoak_checkpoint_every)
+            if options.memsoak_checkpoint_every
+            else duration / max(1, options.memsoak_checkpoints)
+        )
+    except ValueError as exc:
+        raise MemsoakError(str(exc)) from None
+    if every > duration:
+        raise MemsoakError("--memsoak-checkpoint-every must not be longer than --memsoak-duration")
+    return duration, every
+
+
+def _default_scenario(options: Any) -> str:
+    locustfile = getattr(options, "locustfile", None) or "locustfile"
+    stem = Path(str(locustfile).split(",")[0]).stem
+    return f"{stem}@{options.host}" if options.host else stem
+
+
+def _frames(frames: int) -> int:
+    if not 0 <= frames <= 100:
+        raise MemsoakError(f"--memsoak-frames must be 1..100 (0: the target's own), got {frames}")
+    return frames
 
 
 def name_option(name: str) -> str:

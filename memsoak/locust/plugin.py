@@ -7,30 +7,42 @@ private listeners to Locust's events in one place.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 from locust.env import Environment
 
-from analysis.model import RequestCounts, RunData, Sample
+from analysis.model import RequestCounts, RunData, Sample, Snapshot
+from analysis.regression import judge
 from analysis.report import Report, build_report
-from memsoak.agent_client import AgentClient, AgentError
+from analysis.sequential import confident_checkpoints, settled
+from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
 from memsoak.errors import MemsoakError
+from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
+from memsoak.progress import ENV as PROGRESS_ENV
+from memsoak.progress import progress_line, summary_line
 from memsoak.rundir import RunDir
 from memsoak.summary import summary_lines
 
 logger = logging.getLogger("memsoak")
 
 EXIT_LEAK = 1
+EXIT_REGRESSION = 1
 EXIT_TARGET_FAILED = 3
 MAX_SAMPLES = 2000
+# RSS samples that fail in a row before the target counts as gone (a timeout counts at once: it
+# has already waited the whole agent timeout).
+MAX_SAMPLE_FAILURES = 3
 # Tracebacks holding less than this are left out of snapshots: at most this many bytes of error
 # per site in a diff (0.03 B/request over 10,000 requests), for snapshots ~5x smaller and faster.
 MIN_SITE_BYTES = 256
+PROGRESS_INTERVAL_S = 0.5
 RETENTION_SUSPECTS = 3
 
 
@@ -42,6 +54,10 @@ class MemsoakPlugin:
         self.environment: Environment | None = None
         self.gate: RequestGate | None = None
         self.report: Report | None = None
+        # `memsoak run` renders machine-readable progress lines; plain Locust keeps its own output.
+        self.progress = os.environ.get(PROGRESS_ENV) == "1"
+        self.history = History(settings.history) if settings.history else None
+        self._snapshot_lock = Semaphore()  # the clock's checkpoint and the final one never overlap
         self._reset()
 
     def _reset(self) -> None:
@@ -49,8 +65,15 @@ class MemsoakPlugin:
         self.failed_measured = 0
         self.target_failed = False
         self._measuring_since: float | None = None
+        self._snapshotting = False
         self._sampler: gevent.Greenlet | None = None
+        self._progress: gevent.Greenlet | None = None
+        self._clock: gevent.Greenlet | None = None
+        self._clock_done = False
+        self._interrupted = False
         self._sample_interval = self.settings.sample_interval
+        self.history_id: int | None = None
+        self._tracing_turned_on = False
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
@@ -60,11 +83,17 @@ class MemsoakPlugin:
             raise MemsoakError(str(exc)) from None
 
     def register(self, environment: Environment) -> None:
+        self.run_dir.prepare()  # an unwritable --memsoak-out fails here, before any load
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stop.add_listener(self._on_test_stop)
         environment.events.request.add_listener(self._on_request)
+        if environment.web_ui is not None:
+            from memsoak.locust.webui import MemoryTab
+
+            MemoryTab(self).install(environment.web_ui)
+        environment.events.quitting.add_listener(self._on_quitting)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -73,8 +102,29 @@ class MemsoakPlugin:
         self.data.parameters = self._parameters(environment)
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings
-        boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
-        self.gate = RequestGate(boundaries, self._on_boundary)
+        if settings.duration_s is not None:
+            # A soak: the only boundary is the end of warm-up; the clock drives the checkpoints.
+            self.gate = RequestGate([settings.warmup], self._on_boundary, open_ended=True)
+        else:
+            if settings.until_confident:
+                boundaries = [
+                    settings.warmup,
+                    *(settings.warmup + n for n in confident_checkpoints(settings.requests)),
+                ]
+            else:
+                boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
+            self.gate = self._make_gate(boundaries)
+        self._history_start()
+        if self.progress:
+            self._progress = gevent.spawn(self._progress_forever)
+
+    def _make_gate(self, boundaries: list[int]) -> RequestGate:
+        return RequestGate(boundaries, self._on_boundary)
+
+    def _on_quitting(self, **_: Any) -> None:
+        # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
+        if self.gate is not None:
+            self._interrupted = True
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
         if exception is not None and self._measuring_since is not None:
@@ -85,14 +135,32 @@ class MemsoakPlugin:
         if gate is None:
             return
         gate.close()
-        if self._sampler is not None:
-            self._sampler.kill(block=False)
+        for greenlet in (self._sampler, self._progress):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        with self._snapshot_lock:  # a checkpoint in progress finishes first
+            if self._clock is not None:
+                self._clock.kill(block=True)
         measured = max(0, gate.completed - self.settings.warmup)
         snapshots = self.data.snapshots
-        if measured < self.settings.requests:
+        complete = (
+            self._clock_done if self.settings.duration_s is not None else measured >= self.settings.requests
+        )
+        if not complete and self.settings.duration_s is not None:
+            elapsed = time.monotonic() - self._measuring_since if self._measuring_since else 0.0
+            planned = self.settings.duration_s
+            self._event(f"stopped after {measured} measured requests, {elapsed:.0f} s of {planned:g} s")
+        elif not complete:
             self._event(f"stopped after {measured} of {self.settings.requests} measured requests")
-        if snapshots and snapshots[-1].requests != measured and not self.target_failed:
-            self._snapshot(measured, "final")
+        if self._interrupted and self.target_failed:
+            # A terminal's Ctrl-C reaches the target too: an agent that stopped answering then is
+            # the interrupt, not a failure. The run ends at its last snapshot.
+            self.target_failed = False
+        elif snapshots and snapshots[-1].requests != measured and not self.target_failed:
+            self._snapshot(measured, "final", required=not self._interrupted)
+        if self._interrupted and snapshots:
+            measured = snapshots[-1].requests
+        self._restore_tracing()
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
@@ -102,13 +170,23 @@ class MemsoakPlugin:
             self.report = build_report(self.data, self.settings.thresholds)
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)
-        paths = self.run_dir.write_reports(self.report)
-        for line in summary_lines(self.report, paths):
-            print(line, flush=True)
+        paths = self.run_dir.write_reports(self.report, self.settings.formats or None)
+        if self.progress:
+            print(summary_line(self.report, paths), flush=True)
+        else:
+            for line in summary_lines(self.report, paths):
+                print(line, flush=True)
+        # The history tells a run cut short (Ctrl-C, --max-time) from one that ran its course:
+        # only the latter are a baseline for the regression check.
+        regressed = self._history_finish(
+            status if self.target_failed or complete else "interrupted", self.report
+        )
         if self.target_failed:
             environment.process_exit_code = EXIT_TARGET_FAILED
         elif self.settings.fail_on_leak and self.report.verdict.kind == "leak":
             environment.process_exit_code = EXIT_LEAK
+        elif self.settings.fail_on_regression and regressed:
+            environment.process_exit_code = EXIT_REGRESSION
         self.gate = None
 
     # -- the run ---------------------------------------------------------------------------
@@ -117,51 +195,208 @@ class MemsoakPlugin:
         settings = self.settings
         measured = total_completed - settings.warmup
         if measured == 0:
-            if self._snapshot(0, "baseline"):
+            if self._start_tracing() and self._snapshot(0, "baseline"):
                 self._measuring_since = time.monotonic()
                 self._sampler = gevent.spawn(self._sample_forever)
+                if settings.duration_s is not None:
+                    self._clock = gevent.spawn(self._soak_clock, self._measuring_since)
         elif measured < settings.requests:
-            self._snapshot(measured, "checkpoint")
+            if self._snapshot(measured, "checkpoint") and settings.until_confident:
+                self._stop_if_settled(measured)
         else:
             # The final snapshot is taken in test_stop, so a run ended any other way (Ctrl-C,
             # --run-time, the web UI's stop button) gets one too. quit() must not run in this
             # greenlet's caller chain: spawn it.
             self._quit()
 
-    def _snapshot(self, measured: int, label: str) -> bool:
-        # A reading just before the snapshot: RSS growth between snapshots is what requests drive,
-        # apart from the snapshots' own footprint (analysis/driven.py).
-        self._sample(measured)
+    def _start_tracing(self) -> bool:
+        """Warm-up runs untraced when the target was started with tracing off (`memsoak run`
+        does that): tracing starts here, just before the baseline, at the target's depth."""
         try:
-            doc = self.agent.snapshot(MIN_SITE_BYTES)
-            snapshot = self.run_dir.save_snapshot(doc, measured, label)
-        except (AgentError, ValueError) as exc:
-            self._target_failed(f"{label} snapshot at {measured} measured requests failed: {exc}")
+            if self.agent.status().get("tracing"):
+                return True
+            status = self.agent.set_tracing(True, self.settings.frames or None)
+        except AgentError as exc:
+            self._target_failed(f"turning tracing on at the baseline failed: {exc}")
             return False
-        self.data.snapshots.append(snapshot)
-        self._event(
-            f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
-            f"paused the target {snapshot.duration_s:.2f} s"
-        )
-        self.run_dir.save_state(self.data, "running")
+        self._tracing_turned_on = True
+        self._event(f"warm-up ran untraced; tracing on at the baseline ({status.get('frames_limit')} frames)")
         return True
 
+    def _restore_tracing(self) -> None:
+        """Leave a target that outlives the run as untraced as it was found."""
+        if self._tracing_turned_on and not self.target_failed:
+            try:
+                self.agent.set_tracing(False)
+            except AgentError as exc:
+                self._event(f"turning tracing off at the end failed: {exc}")
+            self._tracing_turned_on = False
+
+    def _stop_if_settled(self, measured: int) -> None:
+        data = self.data
+        partial = RunData(
+            snapshots=data.snapshots,
+            samples=[s for s in data.samples if s.requests <= measured],
+            requests=RequestCounts(self.settings.warmup, measured, self.failed_measured),
+        )
+        reason = settled(build_report(partial, self.settings.thresholds), data.snapshots)
+        if reason is not None:
+            self._event(f"verdict settled after {measured:,} measured requests: {reason}")
+            self._quit()
+
+    def _soak_clock(self, started: float) -> None:
+        """Checkpoints every `checkpoint_every_s` from the baseline, then the end at `duration_s`.
+        Times are from the baseline, so a slow snapshot delays no later checkpoint (it may
+        swallow one, which is then skipped)."""
+        settings = self.settings
+        assert settings.duration_s is not None and settings.checkpoint_every_s is not None
+        every, end = settings.checkpoint_every_s, started + settings.duration_s
+        step = 1
+        while started + step * every < end - every / 2:  # no checkpoint just before the end
+            gevent.sleep(max(0.0, started + step * every - time.monotonic()))
+            gate = self.gate
+            if gate is None or gate.closed:
+                return
+            gate.drain(lambda completed: self._snapshot(completed - settings.warmup, "checkpoint"))
+            step = max(step + 1, int((time.monotonic() - started) / every) + 1)
+        gevent.sleep(max(0.0, end - time.monotonic()))
+        self._clock_done = True
+        self._quit()
+
+    def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
+        # A reading just before the snapshot: RSS growth between snapshots is what requests drive,
+        # apart from the snapshots' own footprint (analysis/driven.py).
+        try:
+            self._sample(measured)
+        except AgentError as exc:
+            self._event(f"RSS reading before the {label} snapshot failed: {exc}")
+        with self._snapshot_lock:
+            self._snapshotting = True  # the target is paused by design: the sampler waits
+            try:
+                doc = self.agent.snapshot(MIN_SITE_BYTES)
+                snapshot = self.run_dir.save_snapshot(doc, measured, label)
+            except (AgentError, ValueError) as exc:
+                message = f"{label} snapshot at {measured} measured requests failed: {exc}"
+                if required:
+                    self._target_failed(message)
+                else:
+                    self._event(f"{message}; the run ends at the last snapshot")
+                return False
+            finally:
+                self._snapshotting = False
+            self.data.snapshots.append(snapshot)
+            # What run.json says until the end: a run killed now reports up to this snapshot.
+            self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
+            self._event(
+                f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
+                f"paused the target {snapshot.duration_s:.2f} s"
+            )
+            self.run_dir.save_state(self.data, "running")
+            self._history_progress()
+            return True
+
+    # -- the run history ---------------------------------------------------------------------
+
+    def _plan(self) -> str:
+        settings = self.settings
+        if settings.duration_s is not None:
+            return f"{settings.duration_s:g} s"
+        return f"{settings.requests} requests"
+
+    def _history_start(self) -> None:
+        if self.history is None:
+            return
+        settings = self.settings
+        try:
+            self.history_id = self.history.start(
+                scenario=settings.scenario,
+                target=settings.target,
+                revision=settings.revision,
+                run_dir=str(settings.out.resolve()),
+                plan=self._plan(),
+            )
+        except HistoryError as exc:
+            self._history_failed(exc)
+
+    def _history_progress(self) -> None:
+        """Cheap numbers for an unfinished run: the two-point slopes from baseline to now."""
+        snapshots = self.data.snapshots
+        if self.history is None or self.history_id is None or len(snapshots) < 2:
+            return
+        first, last = snapshots[0], snapshots[-1]
+        measured = last.requests - first.requests
+        if measured <= 0:
+            return
+        try:
+            self.history.progress(
+                self.history_id,
+                measured=last.requests,
+                bytes_per_request=(last.traced_bytes - first.traced_bytes) / measured,
+                rss_per_request=(last.rss_bytes - first.rss_bytes) / measured,
+            )
+        except HistoryError as exc:
+            self._history_failed(exc)
+
+    def _history_finish(self, status: str, report: Report) -> bool:
+        """Close this run's row; True when it regressed against the scenario's recent runs."""
+        if self.history is None or self.history_id is None:
+            return False
+        settings = self.settings
+        try:
+            self.history.finish(
+                self.history_id,
+                status=status,
+                verdict=report.verdict.kind,
+                measured=report.requests.measured,
+                bytes_per_request=report.traced.per_request,
+                rss_per_request=report.rss.per_request,
+                suspects=suspect_summaries(report.suspects),
+            )
+            earlier = self.history.previous_finished(settings.scenario, self.history_id, 10)
+        except HistoryError as exc:
+            self._history_failed(exc)
+            return False
+        print(f"memsoak: history: run {self.history_id} in {self.history.path}", flush=True)
+        if status != "finished":
+            return False
+        result = judge(report.traced.per_request, [r.bytes_per_request or 0.0 for r in earlier])
+        if result.judged or settings.fail_on_regression:
+            word = "REGRESSION" if result.regressed else "no regression" if result.judged else "not judged"
+            print(f"memsoak: regression check: {word}: {result.explanation}", flush=True)
+        return result.regressed
+
+    def _history_failed(self, exc: HistoryError) -> None:
+        self._event(f"run history not recorded: {exc}")
+        logger.error("memsoak: %s", exc)
+        self.history_id = None
+
     def _sample_forever(self) -> None:
+        failures = 0
         while True:
             gevent.sleep(self._sample_interval)
             gate = self.gate
             if gate is None or self._measuring_since is None:
                 return
-            self._sample(max(0, gate.completed - self.settings.warmup))
+            if self._snapshotting:
+                continue
+            try:
+                self._sample(max(0, gate.completed - self.settings.warmup))
+            except AgentError as exc:
+                if self._snapshotting:  # a snapshot started meanwhile and held the agent up
+                    continue
+                failures += 1
+                if isinstance(exc, AgentTimeout) or failures >= MAX_SAMPLE_FAILURES:
+                    self._target_failed(f"the agent stopped answering: {exc}")
+                    return
+                self._event(f"RSS sample failed: {exc}")
+                continue
+            failures = 0
 
     def _sample(self, measured: int) -> None:
+        """One RSS reading; AgentError when the agent does not answer."""
         if self._measuring_since is None:
             return
-        try:
-            status = self.agent.status()
-        except AgentError as exc:
-            self._event(f"RSS sample failed: {exc}")
-            return
+        status = self.agent.status()
         self.data.samples.append(
             Sample(
                 requests=measured,
@@ -207,9 +442,46 @@ class MemsoakPlugin:
         self.run_dir.save_state(self.data, "finished")
         return True
 
+    def latest_reading(self) -> Sample | Snapshot | None:
+        """The most recent reading of the target's memory: a sample or a snapshot."""
+        readings: list[Sample | Snapshot] = [*self.data.samples[-1:], *self.data.snapshots[-1:]]
+        return max(readings, key=lambda r: r.requests, default=None)
+
+    def latest_memory(self) -> tuple[int | None, int | None]:
+        """The target's RSS and traced bytes at the last reading."""
+        latest = self.latest_reading()
+        return (latest.rss_bytes, latest.traced_bytes) if latest is not None else (None, None)
+
+    def _progress_forever(self) -> None:
+        while self.gate is not None:
+            gate = self.gate
+            rss, traced = self.latest_memory()
+            stats = self.environment.stats.total if self.environment else None
+            print(
+                progress_line(
+                    completed=gate.completed,
+                    warmup=self.settings.warmup,
+                    requests=self.settings.requests,
+                    rps=stats.current_rps if stats is not None else 0.0,
+                    rss_bytes=rss,
+                    traced_bytes=traced,
+                ),
+                flush=True,
+            )
+            gevent.sleep(PROGRESS_INTERVAL_S)
+
     def _target_failed(self, message: str) -> None:
+        if self.target_failed:
+            return
         self.target_failed = True
-        self._event(message)
+        gate = self.gate
+        measured = max(0, gate.completed - self.settings.warmup) if gate else 0
+        since = self._measuring_since
+        elapsed = f", {time.monotonic() - since:.1f} s into the measured run" if since is not None else ""
+        self._event(
+            f"target failed at {time.strftime('%Y-%m-%d %H:%M:%S %z')} after {measured} measured "
+            f"requests{elapsed}: {message}"
+        )
         logger.error("memsoak: %s", message)
         self._quit()
 
@@ -218,10 +490,14 @@ class MemsoakPlugin:
             self.gate.close()
         runner = self.environment.runner if self.environment else None
         if runner is not None:
-            gevent.spawn(runner.quit)
+            # With the web UI up, stop the load but keep the UI (and its Memory tab) serving.
+            headless = self.environment is None or self.environment.web_ui is None
+            gevent.spawn(runner.quit if headless else runner.stop)
 
     def _event(self, message: str) -> None:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")
+        if self.progress:
+            print(f"memsoak: {message}", flush=True)
 
     def _parameters(self, environment: Environment) -> dict[str, object]:
         options = environment.parsed_options

@@ -1,0 +1,102 @@
+"""Harness overhead: `memsoak run` against raw Locust (the same kind of user, no plugin) on the
+same no-leak target, with wrk's req/s on that target as the ceiling.
+
+    .venv/bin/python bench/harness.py [--pairs 3] [--requests 10000]
+
+Every run gets a fresh target in the same state: the fixed seed app under `memsoak serve`, agent
+installed and tracing on at memsoak's default depth. memsoak drives --warmup 200 then
+--requests measured requests (its snapshots included); raw Locust drives the same total. Pairs
+alternate which goes first. req/s is Locust's own total rate in both; memsoak's is also shown
+with its snapshot pauses taken out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import PYTHON, REPO, TOKEN, Server, machine_note, median, serve_command, table, wrk
+
+APP = "targets.seed_fixed.app:app"
+WARMUP = 200
+USERS = 10
+
+
+def memsoak_rps(url: str, requests: int, scratch: Path) -> tuple[float, float]:
+    out = scratch / f"memsoak-{len(list(scratch.iterdir()))}"
+    subprocess.run(
+        [PYTHON, "-m", "memsoak", "run", "--host", url, "--agent-token", TOKEN,
+         "--requests", str(requests), "--warmup", str(WARMUP), "--users", str(USERS),
+         "--spawn-rate", str(USERS), "--out", str(out)],
+        cwd=REPO, check=True, capture_output=True, timeout=3600,
+    )  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    stats = report["locust_stats"]
+    rps = float(stats["rps"])
+    elapsed = stats["requests"] / rps
+    paused = sum(c["pause_s"] for c in report["checkpoints"])
+    return rps, stats["requests"] / (elapsed - paused)
+
+
+def raw_rps(url: str, requests: int, scratch: Path) -> float:
+    stats_file = scratch / f"raw-{len(list(scratch.iterdir()))}.json"
+    subprocess.run(
+        [PYTHON, "-m", "locust", "-f", str(REPO / "bench" / "raw_locustfile.py"), "--headless",
+         "--only-summary", "-u", str(USERS), "-r", str(USERS), "--host", url, "-t", "3600s"],
+        cwd=REPO, check=True, capture_output=True, timeout=3600,
+        env={**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_STATS": str(stats_file)},
+    )  # fmt: skip
+    return float(json.loads(stats_file.read_text())["rps"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=10_000)
+    args = parser.parse_args()
+    memsoak: list[float] = []
+    memsoak_unpaused: list[float] = []
+    raw: list[float] = []
+    ceiling: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for pair in range(args.pairs):
+            order = ("memsoak", "raw") if pair % 2 == 0 else ("raw", "memsoak")
+            for which in order:
+                with Server(serve_command(APP)) as target:
+                    if which == "memsoak":
+                        rps, unpaused = memsoak_rps(target.url, args.requests, scratch)
+                        memsoak.append(rps)
+                        memsoak_unpaused.append(unpaused)
+                    else:
+                        raw.append(raw_rps(target.url, args.requests + WARMUP, scratch))
+                print(f"pair {pair + 1}: {which} done", file=sys.stderr, flush=True)
+            with Server(serve_command(APP)) as target:
+                wrk(target.url, seconds=2)
+                ceiling.append(wrk(target.url, seconds=5))
+    base = median(raw)
+    rows = [
+        ["raw Locust (FastHttpUser)", f"{base:,.0f}", "1.00", " ".join(f"{v:,.0f}" for v in raw)],
+        ["memsoak run", f"{median(memsoak):,.0f}", f"{median(memsoak) / base:.2f}",
+         " ".join(f"{v:,.0f}" for v in memsoak)],
+        ["memsoak run, snapshot pauses taken out", f"{median(memsoak_unpaused):,.0f}",
+         f"{median(memsoak_unpaused) / base:.2f}", " ".join(f"{v:,.0f}" for v in memsoak_unpaused)],
+        ["wrk -c10 (ceiling)", f"{median(ceiling):,.0f}", f"{median(ceiling) / base:.2f}",
+         " ".join(f"{v:,.0f}" for v in ceiling)],
+    ]  # fmt: skip
+    print(table(["driver", "median req/s", "vs raw Locust", "runs"], rows))
+    print(
+        f"\n{args.pairs} alternating pairs, {args.requests:,} requests (+{WARMUP} warm-up), {USERS} users, "
+        f"target traced at memsoak's default depth; {machine_note()}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Targets that fail on purpose, for the fault tests (tests/test_faults.py)."""

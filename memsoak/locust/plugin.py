@@ -160,14 +160,15 @@ class MemsoakPlugin:
             self._snapshot(measured, "final", required=not self._interrupted)
         if self._interrupted and snapshots:
             measured = snapshots[-1].requests
-        self._restore_tracing()
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
         self.data.locust_stats = _locust_stats(environment)
         self.report = build_report(self.data, self.settings.thresholds)
+        # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
             self.report = build_report(self.data, self.settings.thresholds)
+        self._restore_tracing()
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)
         paths = self.run_dir.write_reports(self.report, self.settings.formats or None)

@@ -39,7 +39,8 @@ class RetentionPath:
     @property
     def summary(self) -> str:
         if not self.found:
-            return f"not found: {self.note}" if self.note else "not found"
+            reason = self.root[1:-1] if self.root.startswith("(") else self.note
+            return f"not found: {reason}" if reason else "not found"
         held = self.held_type
         if self.held_length is not None:
             held += f" of {self.held_length:,} items"

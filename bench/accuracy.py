@@ -140,6 +140,7 @@ def run_one(target: Target, out: Path, args: argparse.Namespace) -> Outcome:
         "--spawn-rate", "100",
         "--max-time", "600",
         "--out", str(run_dir),
+        "--retention-seconds", str(args.retention_seconds),
     ]  # fmt: skip
     env = {**os.environ, "MEMSOAK_CORPUS_PATHS": target.paths}
     started = time.monotonic()
@@ -194,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--checkpoints", type=int, default=5)
     parser.add_argument("--users", type=int, default=4)
+    parser.add_argument(
+        "--retention-seconds", type=float, default=20.0, help="budget of the retention search per leak"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="targets run at once (the machine has 2 cores)")
     parser.add_argument("--only", nargs="*", help="target names to run (default: all)")
     parser.add_argument("--out", type=Path, help="run directories (default: a temporary one)")

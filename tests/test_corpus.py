@@ -58,6 +58,8 @@ def test_planted_line_is_the_marked_line(target: object) -> None:
         assert 0 < int(line) <= len(source)
 
 
+# ~4 minutes on a quiet 2-core machine; many times that when the cores are shared.
+@pytest.mark.timeout(3000)
 def test_memsoak_reaches_every_expected_verdict(tmp_path: Path) -> None:
     out = tmp_path / "outcomes.json"
     done = subprocess.run(
@@ -65,11 +67,13 @@ def test_memsoak_reaches_every_expected_verdict(tmp_path: Path) -> None:
             sys.executable, str(REPO / "bench" / "accuracy.py"),
             "--requests", str(REQUESTS), "--warmup", "100", "--checkpoints", str(CHECKPOINTS),
             "--jobs", "2", "--out", str(tmp_path / "runs"), "--json", str(out),
+            # Generous: on a loaded machine the search is slow; it ends early when it is done.
+            "--retention-seconds", "60",
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=2900,
     )  # fmt: skip
     print(done.stdout)
     outcomes = json.loads(out.read_text(encoding="utf-8"))
@@ -82,7 +86,13 @@ def test_memsoak_reaches_every_expected_verdict(tmp_path: Path) -> None:
     assert not failed, "\n".join(failed)
     assert done.stdout.rstrip().splitlines()[-1] == f"{len(outcomes)} passed, 0 failed"
     assert done.returncode == 0
-    # Every leak was traced to what keeps it alive, as a path from a root.
-    leaks = [o for o in outcomes if o["target"]["expected"] == "leak"]
-    traced = [o for o in leaks if o["retention"] and not o["retention"].startswith("not found")]
-    assert len(traced) >= len(leaks) - 1, [(o["target"]["name"], o["retention"]) for o in leaks]
+    # Leaks are traced to what keeps them alive, as a path from a root. Not all: the top suspect
+    # of the werkzeug leak is a code object, which the garbage collector does not track.
+    leaks = {o["target"]["name"]: o["retention"] or "" for o in outcomes if o["target"]["expected"] == "leak"}
+    assert leaks["seed_leak"].startswith("module targets.seed_leak.app -> global users_list (list of"), leaks
+    assert leaks["shared_helper"].startswith("module targets.corpus.shared_helper -> global _audit_log"), (
+        leaks
+    )
+    assert leaks["listeners"].startswith("module targets.corpus.listeners -> global bus"), leaks
+    traced = [name for name, path in leaks.items() if path.startswith("module ")]
+    assert len(traced) >= len(leaks) - 1, leaks

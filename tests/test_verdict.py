@@ -265,3 +265,46 @@ def test_retention_search_finds_the_global_and_the_class_attribute() -> None:
     assert audit["found"], audit
     assert audit["root"] == f"class {__name__}.Audit"
     assert audit["steps"][0].startswith("attribute entries (list of 300 items)")
+
+
+def test_threshold_flags_are_checked_before_any_load(capsys: pytest.CaptureFixture[str]) -> None:
+    from memsoak.cli import main
+
+    assert main(["run", "--steady-ratio", "0.3", "--plateau-ratio", "0.4"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "memsoak: error: --plateau-ratio must be between 0 and steady-ratio"
+    )
+    assert main(["run", "--min-bytes-per-request", "nope"]) == 2
+
+
+def _call_agent(body: bytes, token: str = "t0ken") -> tuple[str, dict[str, object]]:
+    from memsoak.agent import Agent
+
+    agent = Agent(lambda environ, start_response: [], token="t0ken")
+    seen: list[str] = []
+    environ = {
+        "PATH_INFO": "/__memsoak__/retention",
+        "REQUEST_METHOD": "POST",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    chunks = agent(environ, lambda status, headers: seen.append(status))
+    return seen[0], json.loads(b"".join(chunks))
+
+
+def test_retention_endpoint_takes_tracebacks_as_data_only() -> None:
+    status, _ = _call_agent(b'{"suspects": [{"traceback": "/etc/passwd"}]}')
+    assert status.startswith("400")
+    status, _ = _call_agent(b'{"suspects": []}')
+    assert status.startswith("400")
+    status, _ = _call_agent(b'{"suspects": [{"traceback": [["a.py", 1]]}]}', token="wrong")
+    assert status.startswith("401")
+    tracemalloc.start(1)
+    try:
+        status, answer = _call_agent(b'{"suspects": [{"traceback": [["nowhere.py", 1]], "live_bytes": 0}]}')
+    finally:
+        tracemalloc.stop()
+    assert status.startswith("200")
+    assert answer["suspects"][0]["found"] is False  # type: ignore[index]

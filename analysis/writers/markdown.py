@@ -31,13 +31,14 @@ def _evidence(report: Report, w: Callable[[str], object]) -> None:
     """Each suspect's live size at every checkpoint and its fit: what the verdict rests on."""
     w("\n### Growth per checkpoint interval\n\n")
     w(
-        "| site | steady | fit B/request | late/overall | grew in | growth per interval |\n"
+        "| suspect | steady | fit B/request | late/overall | grew in | growth per interval |\n"
         "| --- | --- | ---: | ---: | ---: | --- |\n"
     )
-    for s in report.suspects[:_TOP]:
+    # Rows by rank in the table above: one line per site there keeps the report greppable.
+    for rank, s in enumerate(report.suspects[:_TOP], start=1):
         steps = ", ".join(human_bytes(b - a) for a, b in itertools.pairwise(s.growth))
         w(
-            f"| `{s.file.rsplit('/', 1)[-1]}:{s.line}` | {'yes' if s.steady else 'no'} "
+            f"| #{rank} | {'yes' if s.steady else 'no'} "
             f"| {s.fit_per_request:,.1f} | {s.late_ratio:.2f} | {s.grew_share:.0%} | {steps} |\n"
         )
 

@@ -26,12 +26,11 @@ import sys
 import time
 import tracemalloc
 import types
-from collections.abc import Iterator
 from typing import Any
 
 MAX_SUSPECTS = 5
-SAMPLE_ITEMS = 6  # newest items of a container looked at
-SAMPLE_REFERENTS = 6  # referents of each sampled item looked at, per level
+SAMPLE_ITEMS = 4  # newest items of a container looked at
+SAMPLE_REFERENTS = 4  # referents of each sampled item looked at, per level
 MIN_CONTAINER_LEN = 16
 _CONTAINERS = (list, dict, set, frozenset, collections.deque, collections.OrderedDict)
 SiteKey = tuple[tuple[str, int], ...]
@@ -96,15 +95,20 @@ def _newest_items(container: Any) -> list[Any]:
         return []
 
 
-def _containers(objects: list[Any]) -> Iterator[Any]:
+def _containers(objects: list[Any]) -> list[Any]:
+    """Containers of MIN_CONTAINER_LEN items or more, biggest first: a leak's accumulation point
+    holds an item per request or more, so it is met early when the time budget is short."""
+    found = []
     for obj in objects:
         if isinstance(obj, _CONTAINERS):
             if len(obj) >= MIN_CONTAINER_LEN:
-                yield obj
+                found.append(obj)
             if type(obj) is dict:
                 for value in obj.values():
                     if type(value) is dict and len(value) >= MIN_CONTAINER_LEN and not gc.is_tracked(value):
-                        yield value
+                        found.append(value)
+    found.sort(key=len, reverse=True)
+    return found
 
 
 def _leads_to(
@@ -173,7 +177,7 @@ def _attribute_label(parent: Any, child: Any) -> str:
         name = _key_for(namespace, child)
         if name != "?":
             return f".{name}"
-    for name in ("args", "func", "keywords", "__wrapped__"):
+    for name in ("args", "func", "keywords", "__wrapped__", "__defaults__", "__kwdefaults__"):
         try:
             if getattr(parent, name, None) is child:
                 return f".{name}"
@@ -191,7 +195,7 @@ def _labels(chain: list[Any]) -> list[str]:
     i = 0
     while i < len(chain) - 1:
         parent, child = chain[i], chain[i + 1]
-        after = chain[i + 2] if i + 2 < len(chain) else None
+        after: Any = chain[i + 2] if i + 2 < len(chain) else None
         skip = 1
         if isinstance(parent, dict):
             label = f"[{_key_for(parent, child)}]"
@@ -199,17 +203,18 @@ def _labels(chain: list[Any]) -> list[str]:
             label, skip = f"attribute {_key_for(child, after)}", 2
         elif (
             isinstance(parent, types.FunctionType)
+            and parent.__closure__ is not None
             and parent.__closure__ is child
             and isinstance(after, types.CellType)
         ):
-            cells = parent.__closure__ or ()
+            cells = parent.__closure__
             index = next((n for n, cell in enumerate(cells) if cell is after), -1)
             name = parent.__code__.co_freevars[index] if 0 <= index < len(cells) else "?"
             label, skip = f"closure variable {name}", 2
         elif isinstance(parent, types.CellType):
             label = "cell contents"
-        elif isinstance(child, dict) and getattr(parent, "__dict__", None) is child and after is not None:
-            label, skip = f".{_key_for(child, after)}", 2  # type: ignore[arg-type]
+        elif isinstance(child, dict) and after is not None and getattr(parent, "__dict__", None) is child:
+            label, skip = f".{_key_for(chain[i + 1], after)}", 2
         elif isinstance(parent, types.MethodType):
             label = "__self__" if parent.__self__ is child else "__func__"
         elif isinstance(parent, list | tuple | set | frozenset | collections.deque):
@@ -311,23 +316,48 @@ def find_retention(
     newest_hit: dict[int, Any] = {}
     hits: collections.Counter[int] = collections.Counter()
     scanned = 0
+    looked_at: dict[int, set[int]] = {}
     # Pass 1, containers: only a few items of each are looked up, so it is cheap. A dict holding
     # only strings and numbers is not tracked by the collector (so not in `objects`): such dicts
     # are found as values of the tracked dicts (module and instance namespaces) that hold them.
-    for obj in _containers(objects):
+    containers = _containers(objects)
+    for obj in containers:
         scanned += 1
         if not scanned & 255 and budget.over():
             break
+        if len(holders) == len(wanted):
+            break  # each suspect has its container, and the rest are smaller
         for item in _newest_items(obj):
-            reached = _leads_to(item, wanted, innermost)
+            # Items are often shared (one constant in a million slots, one class in every
+            # namespace): each is looked at once. They stay alive in `objects`, so ids are stable.
+            reached = looked_at.get(id(item))
+            if reached is None:
+                reached = looked_at[id(item)] = _leads_to(item, wanted, innermost)
             for index in reached:
                 if index not in holders or len(obj) > len(holders[index]):
                     holders[index] = obj
             if reached:
                 break
-    # Pass 2, objects allocated at a suspect's site, for suspects no container explained. Each
+    # Pass 2, a container whose own buffer is about the suspect's live size (within 2x): the
+    # seed's list grows its item array at the suspect's line though the list was made elsewhere.
+    by_size: dict[int, Any] = {}
+    sized = {
+        index: int(suspect.get("live_bytes") or 0)
+        for index, suspect in enumerate(suspects[:MAX_SUSPECTS])
+        if index not in holders and int(suspect.get("live_bytes") or 0) > 0
+    }
+    if sized:
+        best_gap = dict.fromkeys(sized, 1.0)
+        for obj in objects:
+            if isinstance(obj, _CONTAINERS):
+                size = _size(obj)
+                for index, live in sized.items():
+                    gap = abs(size - live) / live
+                    if gap < best_gap[index] and size * 2 >= live:
+                        by_size[index], best_gap[index] = obj, gap
+    # Pass 3, objects allocated at a suspect's site, for suspects nothing above explained. Each
     # lookup builds a traceback under tracemalloc (~20 us), hence last and under the budget.
-    remaining = set(wanted.values()) - set(holders)
+    remaining = set(wanted.values()) - set(holders) - set(by_size)
     scan_truncated = False
     if remaining:
         # Half of what is left at most: the walks to a root need time too.
@@ -339,34 +369,16 @@ def find_retention(
                 break
             key = _key_of(obj)
             if key and key[0] in innermost:
-                found_index = wanted.get(key)
-                if found_index is not None and found_index in remaining:
-                    hits[found_index] += 1
-                    newest_hit[found_index] = obj
-    by_size: dict[int, Any] = {}
-    for index, suspect in enumerate(suspects[:MAX_SUSPECTS]):
-        if index in holders or index in newest_hit:
-            continue
-        live = int(suspect.get("live_bytes") or 0)
-        if live <= 0:
-            continue
-        # The container whose own buffer is closest to the site's live size (within 2x).
-        best, best_gap = None, 1.0
-        for obj in objects:
-            if isinstance(obj, _CONTAINERS):
-                size = _size(obj)
-                if size * 2 >= live and size <= live * 2:
-                    gap = abs(size - live) / live
-                    if gap < best_gap:
-                        best, best_gap = obj, gap
-        if best is not None:
-            by_size[index] = best
-    del objects
+                found = wanted.get(key)
+                if found is not None and found in remaining:
+                    hits[found] += 1
+                    newest_hit[found] = obj
+    del objects, containers
     walker = _Walk({id(holders), id(newest_hit), id(by_size), id(suspects)}, budget, max_depth)
     answers = []
     for index, suspect in enumerate(suspects[:MAX_SUSPECTS]):
         answer: dict[str, Any] = {"traceback": suspect["traceback"], "objects": hits.get(index, 0)}
-        for method, table in (("items", holders), ("objects", newest_hit), ("size", by_size)):
+        for method, table in (("items", holders), ("size", by_size), ("objects", newest_hit)):
             if index in table:
                 held = table[index]
                 root, steps, truncated = walker.root_path(held)

@@ -36,7 +36,7 @@ def parse_duration(text: str) -> float:
     return total
 
 
-DEFAULT_RETENTION_SECONDS = 10.0
+DEFAULT_RETENTION_SECONDS = 20.0
 
 
 def add_options(parser: Any) -> None:

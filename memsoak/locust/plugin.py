@@ -191,11 +191,11 @@ class MemsoakPlugin:
         )
         self.data.locust_stats = _locust_stats(environment)
         self.report = build_report(self.data, self.settings.thresholds)
+        # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
             self.report = build_report(self.data, self.settings.thresholds)
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
-        # Only now: the retention search needs tracemalloc's record of the live objects.
         self._restore_tracing()
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)

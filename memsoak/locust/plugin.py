@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -17,6 +18,7 @@ from locust.env import Environment
 from analysis.model import RequestCounts, RunData, Sample
 from analysis.report import Report, build_report
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
+from memsoak.errors import MemsoakError
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
 from memsoak.rundir import RunDir
@@ -51,6 +53,7 @@ class MemsoakPlugin:
         self.target_failed = False
         self._measuring_since: float | None = None
         self._snapshotting = False
+        self._snapshot_paths: list[Path] = []
         self._sampler: gevent.Greenlet | None = None
         self._sample_interval = self.settings.sample_interval
 
@@ -94,6 +97,10 @@ class MemsoakPlugin:
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )
         self.data.locust_stats = _locust_stats(environment)
+        try:
+            self.data.snapshots = self.run_dir.load_snapshots(self._snapshot_paths)
+        except MemsoakError as exc:
+            self._event(f"reading the snapshots back failed, suspects are missing: {exc}")
         self.report = build_report(self.data)
         status = "failed" if self.target_failed else "finished"
         self.run_dir.save_state(self.data, status)
@@ -133,7 +140,11 @@ class MemsoakPlugin:
             return False
         finally:
             self._snapshotting = False
-        self.data.snapshots.append(snapshot)
+        # Only the figures stay in memory; the sites are on disk until the report is built, so
+        # the plugin's memory does not grow with each checkpoint of a long run (~1 MB each).
+        self.data.snapshots.append(replace(snapshot, sites={}))
+        if self.run_dir.last_snapshot_path is not None:
+            self._snapshot_paths.append(self.run_dir.last_snapshot_path)
         self._event(
             f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
             f"paused the target {snapshot.duration_s:.2f} s"

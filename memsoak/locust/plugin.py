@@ -58,7 +58,6 @@ class MemsoakPlugin:
         self._sample_interval = self.settings.sample_interval
 
     def register(self, environment: Environment) -> None:
-        self.run_dir.prepare()  # an unwritable --memsoak-out fails here, before any load
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
         environment.events.test_start.add_listener(self._on_test_start)

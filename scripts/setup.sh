@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11+) and install memsoak into it, editable, with what the given extras need.
+# Create .venv (Python 3.11+) and install memsoak into it, editable, with the given extras.
 # Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh test
+# Re-running is cheap: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-  echo "memsoak needs Python 3.11 or newer as '$python' (set PYTHON=...)" >&2
+  echo "memsoak: needs Python 3.11 or newer as '$python' (set PYTHON=...)" >&2
   exit 2
 fi
 if [ ! -x .venv/bin/python ]; then
@@ -14,7 +15,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.memsoak-installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
+  echo "memsoak: installing into .venv${extras:+ (with $extras extras)}; log in .venv/setup.log" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -e ".${extras:+[$extras]}"; } > .venv/setup.log 2>&1; then
+    grep -iE "^error|ERROR:" .venv/setup.log | tail -5 >&2 || true
+    echo "memsoak: setup failed; see .venv/setup.log" >&2
+    exit 2
+  fi
   touch "$stamp"
 fi

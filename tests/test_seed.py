@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -128,3 +129,27 @@ def test_locust_options_from_env_and_conf(start_target, token: str, tmp_path: Pa
     report = _report(tmp_path / "o")
     assert report["requests"]["measured"] == 300 and report["requests"]["warmup"] == 10
     assert [c["requests"] for c in report["checkpoints"]] == [0, 150, 300]
+
+
+def test_plain_locust_fails_fast_without_an_agent(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result = run_process(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(REPO / "locustfiles/seed.py"),
+            "--headless",
+            "--host",
+            url,
+        ],
+        cwd=tmp_path,
+        env={"MEMSOAK_TOKEN": "t"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "memsoak: error: no agent answering" in result.stderr
+    assert "Traceback" not in result.stderr

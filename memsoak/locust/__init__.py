@@ -17,6 +17,7 @@ from typing import Any
 
 from locust import events
 from locust.env import Environment
+from locust.runners import WorkerRunner
 
 from memsoak.errors import MemsoakError
 from memsoak.locust.options import Settings, add_options
@@ -46,7 +47,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
         return
     try:
         _check_user_classes(environment)
-        MemsoakPlugin(Settings.from_options(environment.parsed_options)).register(environment)
+        plugin = MemsoakPlugin(Settings.from_options(environment.parsed_options))
+        if not isinstance(environment.runner, WorkerRunner):
+            # Fail before any load is sent, not at the first snapshot.
+            plugin.run_dir.prepare()
+            plugin.check_agent()
+        plugin.register(environment)
     except MemsoakError as exc:
         print(f"memsoak: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(exc.exit_code) from None

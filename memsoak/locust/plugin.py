@@ -57,6 +57,13 @@ class MemsoakPlugin:
         self._sampler: gevent.Greenlet | None = None
         self._sample_interval = self.settings.sample_interval
 
+    def check_agent(self) -> None:
+        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
+        try:
+            self.agent.status()
+        except AgentError as exc:
+            raise MemsoakError(str(exc)) from None
+
     def register(self, environment: Environment) -> None:
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
@@ -68,7 +75,6 @@ class MemsoakPlugin:
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         self._reset()
-        self.run_dir.prepare()
         self.data.parameters = self._parameters(environment)
         self.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
         settings = self.settings

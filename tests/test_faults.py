@@ -123,18 +123,20 @@ def assert_no_partial_files(out: Path) -> None:
     assert leftovers == [], leftovers
 
 
-def assert_partial_report(run: Run, module: str) -> dict[str, Any]:
+def assert_partial_report(run: Run, module: str, bytes_per_request: int) -> dict[str, Any]:
     """The report of a run that ended early: samples up to then and the suspects of the
-    snapshots taken before it ended."""
+    snapshots taken before it ended, with per-request figures over the requests they measured."""
     report = run.report()
     file, line = planted_line(module)
     assert report["verdict"] == expected_verdict(module)
     assert report["suspects"], report["events"]
     top = report["suspects"][0]
     assert (Path(top["file"]).name, top["line"]) == (file, line)
+    assert bytes_per_request <= top["bytes_per_request"] < 1.2 * bytes_per_request
     assert len(report["checkpoints"]) >= 2
     assert report["samples"], "the RSS samples up to the failure are in the report"
-    assert all(s["requests"] <= report["requests"]["measured"] for s in report["samples"])
+    counts = [s["requests"] for s in report["samples"]]
+    assert counts == sorted(counts)
     # The markdown report says the same, and nothing is half-written.
     markdown = (run.out / "report.md").read_text()
     assert "## Events" in markdown
@@ -170,7 +172,7 @@ def test_target_killed_by_sigkill_halfway(runs: Callable[..., Run]) -> None:
     assert error[0].startswith("memsoak: error: the target died during the run at ")
     assert "killed by signal 9 (SIGKILL)" in error[0] and "slow_leak: served" in error[0]
 
-    report = assert_partial_report(run, SLOW)
+    report = assert_partial_report(run, SLOW, 8192)
     assert report["requests"]["measured"] < 2000
     events = "\n".join(report["events"])
     assert "the target process died at" in events and "killed by signal 9 (SIGKILL)" in events
@@ -198,7 +200,7 @@ def test_target_dies_out_of_memory_halfway(runs: Callable[..., Run]) -> None:
     error = run.stderr().strip().splitlines()
     assert len(error) == 1, run.stderr()
     assert "killed by signal 9 (SIGKILL)" in error[0] and "MemoryError" in error[0]
-    report = assert_partial_report(run, OOM)
+    report = assert_partial_report(run, OOM, 256 * 1024)
     assert 0 < report["requests"]["measured"] < 3000
     assert any("RLIMIT_AS" in e for e in report["events"])
 
@@ -215,7 +217,7 @@ def test_agent_that_stops_answering_times_out(runs: Callable[..., Run]) -> None:
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
-    report = assert_partial_report(run, SLOW)
+    report = assert_partial_report(run, SLOW, 8192)
     failure = [e for e in report["events"] if "target failed at" in e]
     assert failure and "did not answer" in failure[0] and "within 10 s" in failure[0]
     assert "target failed at" in run.stdout()

@@ -98,6 +98,14 @@ class MemsoakPlugin:
             self._event(f"stopped after {measured} of {self.settings.requests} measured requests")
         if snapshots and snapshots[-1].requests != measured and not self.target_failed:
             self._snapshot(measured, "final")
+        if self.target_failed and snapshots and snapshots[-1].requests < measured:
+            # Requests after the last snapshot hit a failing target and no snapshot measured
+            # them: counting them would dilute every bytes-per-request figure.
+            self._event(
+                f"{measured - snapshots[-1].requests} requests after the last snapshot (at "
+                f"{snapshots[-1].requests}) are left out of the per-request figures"
+            )
+            measured = snapshots[-1].requests
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup), measured=measured, failed=self.failed_measured
         )

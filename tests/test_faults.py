@@ -404,3 +404,25 @@ def test_agent_keeps_no_snapshots_between_snapshots() -> None:
     # The first snapshot fills the description cache; after that, nothing accumulates.
     assert max(sizes[1:]) - sizes[1] < 16 * 1024, sizes
     assert max(sizes) < 2 * 1024 * 1024, sizes
+
+
+def test_locust_worker_killed_in_distributed_mode(runs: Callable[..., Run]) -> None:
+    """A Locust worker killed mid-run: the run fails clearly and by itself, with its report."""
+    pytest.importorskip("memsoak.locust.distributed", reason="distributed mode (issue #5) is not merged yet")
+    run = runs(*SLOW_RUN, "--workers", "2", "--spawn-rate", "100")
+    run.wait_for(lambda: run.checkpoints_taken() >= 1)
+    workers = [
+        child
+        for child in psutil.Process(run.process.pid).children()
+        if "--worker" in child.cmdline() or "--worker" in " ".join(child.cmdline())
+    ]
+    assert len(workers) == 2
+    workers[0].kill()
+    run.finish()  # ends by itself, within the bound
+    assert "Traceback" not in run.stderr()
+    report = run.report()
+    lost = [e for e in report["events"] if "worker" in e.lower() and "failed" in e]
+    assert lost, report["events"]
+    assert "failed" in run.stdout()  # said in the terminal summary too
+    assert report["requests"]["measured"] < 2000
+    assert_no_partial_files(run.out)

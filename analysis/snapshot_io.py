@@ -94,7 +94,7 @@ def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
             or not 0 <= count < _INT_LIMIT
             or not all(type(i) is int and 0 <= i < frame_count for i in indexes)
         ):
-            raise SnapshotFormatError(f"sites[{index}] has a bad size, count or frame index")
+            raise SnapshotFormatError(f"sites[{index}] has a bad size or count, or a bad frame index")
         previous = sites.get(traceback)
         if previous is not None:  # tolerate a producer that did not merge equal tracebacks
             size += previous.size

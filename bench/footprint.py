@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         process.wait(timeout=60)
     elapsed = time.monotonic() - started
 
+    if not (out / "run" / "report.json").exists():
+        print(f"no report: the run failed (exit {process.returncode}); see {out / 'memsoak.log'}")
+        return 1
     report = json.loads((out / "run" / "report.json").read_text())
     snapshots = []
     for path in sorted((out / "run" / "snapshots").glob("*.json")):

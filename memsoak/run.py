@@ -315,6 +315,7 @@ def run(options: RunOptions) -> int:
     )
     print(f"memsoak: target {url}; {plan} after {options.warmup:,} "
           f"warm-up, {options.users} users; output in {options.out}", flush=True)  # fmt: skip
+    started = time.time()
     try:
         code, interrupted = _drive_locust(options, url, token, target)
         if target is not None and not target.alive():
@@ -325,6 +326,11 @@ def run(options: RunOptions) -> int:
     if interrupted:
         print(f"memsoak: interrupted: reports of what was gathered are in {options.out}", flush=True)
         return EXIT_INTERRUPTED if code in (0, 1) else code
+    report = options.out / "report.json"
+    if code in (0, 1) and not (report.exists() and report.stat().st_mtime >= started - 1):
+        # Locust itself failed (a broken locustfile, say): its exit 1 must not read as "leak".
+        tail = " | ".join(last_lines(options.out / "locust.log", 2))
+        raise MemsoakError(f"Locust ended (exit {code}) without writing a report: {tail}")
     if code == TargetError.exit_code:
         raise TargetError(f"{_failure_event(options.out)}; partial reports in {options.out}")
     if code not in KNOWN_EXIT_CODES:

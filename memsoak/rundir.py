@@ -35,6 +35,7 @@ class RunDirError(MemsoakError):
 class RunDir:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.last_snapshot_path: Path | None = None
 
     def prepare(self) -> RunDir:
         """Create the directory and prove it is writable, before any load is sent."""
@@ -54,7 +55,8 @@ class RunDir:
         doc["requests"] = requests
         snapshot = snapshot_from_dict(doc)
         sequence = len(list((self.path / SNAPSHOT_DIR).glob("*.json")))
-        with atomic_text(self.path / SNAPSHOT_DIR / f"{sequence:03d}-{label}.json") as file:
+        self.last_snapshot_path = self.path / SNAPSHOT_DIR / f"{sequence:03d}-{label}.json"
+        with atomic_text(self.last_snapshot_path) as file:
             json.dump(doc, file, separators=(",", ":"))
         return snapshot
 
@@ -113,14 +115,22 @@ class RunDir:
             run, status = _run_from_state(state)
         except _Malformed as exc:
             raise RunDirError(f"{path} is malformed: {exc}") from None
-        for snapshot_path in sorted((self.path / SNAPSHOT_DIR).glob("[0-9][0-9][0-9]-*.json")):
+        run.snapshots = self.load_snapshots()
+        return run, status
+
+    def load_snapshots(self, paths: Iterable[Path] | None = None) -> list[Snapshot]:
+        """The given snapshot files (default: all of them, in order), parsed and validated."""
+        snapshots = []
+        if paths is None:
+            paths = sorted((self.path / SNAPSHOT_DIR).glob("[0-9][0-9][0-9]-*.json"))
+        for snapshot_path in paths:
             try:
-                run.snapshots.append(loads_snapshot(snapshot_path.read_bytes()))
+                snapshots.append(loads_snapshot(snapshot_path.read_bytes()))
             except SnapshotFormatError as exc:
                 raise RunDirError(f"{snapshot_path}: {exc}") from None
             except OSError as exc:
                 raise RunDirError(f"cannot read {snapshot_path}: {exc.strerror or exc}") from None
-        return run, status
+        return snapshots
 
 
 class _Malformed(ValueError):

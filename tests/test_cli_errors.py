@@ -177,3 +177,23 @@ def test_good_values_of_the_same_options_are_accepted(
     for argv in good:
         assert cli.main(argv) == 0, argv
     assert len(seen) == len(good)
+
+
+def test_a_broken_locustfile_is_an_error_not_a_leak(tmp_path: Path) -> None:
+    """Locust exits 1 when the scenario raises: that must not read as exit 1, "leak"."""
+    locustfile = tmp_path / "broken.py"
+    locustfile.write_text(
+        "from locust import task\nfrom memsoak.locust import MemsoakHttpUser\n"
+        "raise RuntimeError('broken scenario')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "memsoak", "run", "--app", "targets.faults.slow_leak:app", "--locustfile",
+         str(locustfile), "--requests", "300", "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "without writing a report" in lines[0] and "broken scenario" in lines[0]

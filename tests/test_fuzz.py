@@ -40,7 +40,7 @@ from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, check_st
 from memsoak.rundir import RUN_FILE, SNAPSHOT_DIR, RunDir, RunDirError
 
 REPO = Path(__file__).resolve().parent.parent
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (
     st.none()

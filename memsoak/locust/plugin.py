@@ -96,7 +96,6 @@ class MemsoakPlugin:
             raise MemsoakError(str(exc)) from None
 
     def register(self, environment: Environment) -> None:
-        self.run_dir.prepare()  # an unwritable --memsoak-out fails here, before any load
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
         environment.events.test_start.add_listener(self._on_test_start)
@@ -182,7 +181,14 @@ class MemsoakPlugin:
             self.target_failed = False
         elif snapshots and snapshots[-1].requests != measured and not self.target_failed:
             self._snapshot(measured, "final", required=not self._interrupted)
-        if self._interrupted and snapshots:
+        if self.target_failed and snapshots and snapshots[-1].requests < measured:
+            # Requests after the last snapshot hit a failing target and no snapshot measured
+            # them: counting them would dilute every bytes-per-request figure.
+            self._event(
+                f"{measured - snapshots[-1].requests} requests after the last snapshot (at "
+                f"{snapshots[-1].requests}) are left out of the per-request figures"
+            )
+        if (self._interrupted or self.target_failed) and snapshots:
             measured = snapshots[-1].requests
         self.data.requests = RequestCounts(
             warmup=min(gate.completed, self.settings.warmup) + self._offset,

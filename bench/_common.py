@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-TOKEN = os.environ.get("MEMSOAK_TOKEN") or secrets.token_urlsafe(16)
+TOKEN = os.environ.get("MEMSOAK_TOKEN") or secrets.token_hex(16)
 
 
 class Server:

@@ -173,7 +173,7 @@ def main() -> int:
                         "'--server gunicorn --server-workers 4'")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_hex(16)
     extra = args.target_args.split()
     common = ["--users", str(args.users), "--spawn-rate", "1000", *extra]
     runs: list[Run] = []

@@ -100,6 +100,20 @@ def _network(text: str) -> str:
     return text
 
 
+def _label(text: str) -> str:
+    # Stored in the history and printed in tables: one short line.
+    if not 1 <= len(text) <= 200 or not text.isprintable():
+        raise argparse.ArgumentTypeError("must be 1..200 printable characters on one line")
+    return text
+
+
+def _history_file(text: str) -> Path:
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"must name a file, not a directory: {text!r}")
+    return path
+
+
 def _duration(text: str) -> float:
     from memsoak.locust.options import parse_duration
 
@@ -209,11 +223,15 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument(
         "--history",
-        type=Path,
+        type=_history_file,
         help=f"SQLite file to record the run in (default: env MEMSOAK_HISTORY, else {DEFAULT_HISTORY})",
     )
-    p.add_argument("--scenario", help="the run's scenario name in the history (default LOCUSTFILE@TARGET)")
-    p.add_argument("--revision", help="source revision of the target (default: git, in --app-dir or here)")
+    p.add_argument(
+        "--scenario", type=_label, help="the run's scenario name in the history (default LOCUSTFILE@TARGET)"
+    )
+    p.add_argument(
+        "--revision", type=_label, help="source revision of the target (default: git, in --app-dir or here)"
+    )
     p.add_argument(
         "--fail-on-regression",
         action="store_true",
@@ -336,7 +354,12 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--workers", type=_positive_int, default=1, help="worker processes (gevent: forked after binding)"
     )
-    p.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread or gevent")
+    p.add_argument(
+        "--worker-class",
+        choices=("sync", "gthread", "gevent"),
+        default="sync",
+        help="gunicorn worker class: sync, gthread or gevent",
+    )
     p.add_argument(
         "--no-trace",
         dest="trace",
@@ -388,8 +411,8 @@ def _history_path(args: argparse.Namespace) -> Path:
 
 def _add_history(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("history", help="list recorded runs and the bytes-per-request trend")
-    p.add_argument("--history", type=Path, help="the SQLite run history (default: as for `run`)")
-    p.add_argument("--scenario", help="only this scenario")
+    p.add_argument("--history", type=_history_file, help="the SQLite run history (default: as for `run`)")
+    p.add_argument("--scenario", type=_label, help="only this scenario")
     p.add_argument("--limit", type=_positive_int, default=20, help="last N runs per scenario (default 20)")
     p.set_defaults(handler=_history)
 
@@ -408,7 +431,9 @@ def _add_compare(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("compare", help="what grew between two runs (history ids or run directories)")
     p.add_argument("run_a", metavar="RUN_A", help="the earlier run: a history id or a run directory")
     p.add_argument("run_b", metavar="RUN_B", help="the later run")
-    p.add_argument("--history", type=Path, help="the SQLite run history, for ids (default: as for `run`)")
+    p.add_argument(
+        "--history", type=_history_file, help="the SQLite run history, for ids (default: as for `run`)"
+    )
     p.set_defaults(handler=_compare)
 
 

@@ -292,7 +292,7 @@ def run(options: RunOptions) -> int:
         url = options.host
         _check_agent(url, token)
     else:
-        token = options.agent_token or secrets.token_urlsafe(24)
+        token = options.agent_token or secrets.token_hex(24)
         target = TargetProcess.start(
             options.app or DEFAULT_APP,
             token=token,

@@ -89,7 +89,8 @@ def serve(
         raise MemsoakError(f"--frames must be 1..100, got {frames}")
     host, port = parse_bind(bind)
     generated = token is None and not os.environ.get("MEMSOAK_TOKEN")
-    token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_urlsafe(24)
+    # Hex, not urlsafe base64: a token starting with "-" reads as an option on a command line.
+    token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_hex(24)
     tracing.configured_frames = frames
     if server_kind == "gunicorn":
         from memsoak.prefork import exec_gunicorn

@@ -26,7 +26,7 @@ def _no_tracemalloc_leftovers() -> Iterator[None]:
 
 @pytest.fixture
 def token() -> str:
-    return secrets.token_urlsafe(16)
+    return secrets.token_hex(16)
 
 
 @pytest.fixture

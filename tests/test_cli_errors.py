@@ -63,6 +63,37 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("serve", "--frames"): ["0", "101", "x"],
     ("serve", "--allow"): ["10.0.0.0/33", "banana", ""],
     ("report", ""): [MISSING, FILE],
+    ("report", "--format"): ["pdf", "html,nope"],
+    ("run", "--format"): ["pdf", "html,nope"],
+    ("run", "--duration"): ["0", "forever", "-1h"],
+    ("run", "--checkpoint-every"): ["0", "soon", "-5m"],
+    ("run", "--history"): [str(REPO), ""],
+    ("run", "--scenario"): ["", "two\nlines", "x" * 201],
+    ("run", "--revision"): ["", "two\nlines"],
+    ("run", "--fail-on-regression"): ["yes"],
+    ("run", "--until-confident"): ["yes"],
+    ("run", "--watch"): ["yes"],
+    ("run", "--workers"): ["-1", "two"],
+    ("run", "--server"): ["uwsgi", ""],
+    ("run", "--server-workers"): ["0", "x"],
+    ("run", "--min-requests"): ["-1", "x"],
+    ("run", "--min-bytes-per-request"): ["-1", "x", "nan"],
+    ("run", "--min-total-bytes"): ["-1", "x"],
+    ("run", "--steady-ratio"): ["-1", "x", "nan"],
+    ("run", "--plateau-ratio"): ["-1", "x", "nan"],
+    ("run", "--native-min-bytes-per-request"): ["-1", "x", "nan"],
+    ("run", "--native-min-total-bytes"): ["-1", "x"],
+    ("run", "--native-traced-share"): ["-1", "x", "nan"],
+    ("run", "--retention-seconds"): ["-1", "x", "121"],
+    ("serve", "--no-trace"): ["yes"],
+    ("serve", "--server"): ["uwsgi"],
+    ("serve", "--workers"): ["0", "x"],
+    ("serve", "--worker-class"): ["threads!"],
+    ("history", "--history"): [str(REPO), ""],
+    ("history", "--scenario"): ["", "two\nlines"],
+    ("history", "--limit"): ["0", "x"],
+    ("compare", ""): [MISSING],
+    ("compare", "--history"): [str(REPO), ""],
 }
 
 # Values only found out after parsing: run as processes.
@@ -70,6 +101,25 @@ LATE = {
     ("run", "--out", f"{FILE}/out"),
     ("serve", "", "no_such_module_for_memsoak_tests:app"),
     ("serve", "--bind", "10.255.255.1:0"),
+}
+# Checked together once parsed (the thresholds as a set, the retention bound): also processes.
+LATE |= {
+    ("run", option, value)
+    for (command, option), values in BAD.items()
+    if command == "run"
+    and option
+    in (
+        "--min-requests",
+        "--min-bytes-per-request",
+        "--min-total-bytes",
+        "--steady-ratio",
+        "--plateau-ratio",
+        "--native-min-bytes-per-request",
+        "--native-min-total-bytes",
+        "--native-traced-share",
+        "--retention-seconds",
+    )
+    for value in values
 }
 
 
@@ -106,6 +156,8 @@ def _argv(command: str, option: str, value: str) -> list[str]:
         return [command, "targets.seed_fixed.app:app", option, value]
     if command in ("serve", "report") and not option:
         return [command, value]
+    if command == "compare":
+        return [command, value, value] if not option else [command, "1", "2", option, value]
     return [command, option, value]
 
 

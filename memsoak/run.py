@@ -75,24 +75,18 @@ class RunOptions:
         return 3600
 
 
+def _git(directory: str | Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 def detect_revision(directory: str | Path) -> str:
     """The git commit checked out in `directory` ("" when it is not a git work tree), with
     "-dirty" when tracked files have local changes."""
     try:
-        head = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        head = _git(directory, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(directory, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{head}-dirty" if head and dirty else head  # fmt: skip

@@ -35,7 +35,6 @@ class RunDirError(MemsoakError):
 class RunDir:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.last_snapshot_path: Path | None = None
 
     def prepare(self) -> RunDir:
         """Create the directory and prove it is writable, before any load is sent."""
@@ -55,8 +54,7 @@ class RunDir:
         doc["requests"] = requests
         snapshot = snapshot_from_dict(doc)
         sequence = len(list((self.path / SNAPSHOT_DIR).glob("*.json")))
-        self.last_snapshot_path = self.path / SNAPSHOT_DIR / f"{sequence:03d}-{label}.json"
-        with atomic_text(self.last_snapshot_path) as file:
+        with atomic_text(self.path / SNAPSHOT_DIR / f"{sequence:03d}-{label}.json") as file:
             json.dump(doc, file, separators=(",", ":"))
         return snapshot
 
@@ -118,12 +116,10 @@ class RunDir:
         run.snapshots = self.load_snapshots()
         return run, status
 
-    def load_snapshots(self, paths: Iterable[Path] | None = None) -> list[Snapshot]:
-        """The given snapshot files (default: all of them, in order), parsed and validated."""
+    def load_snapshots(self) -> list[Snapshot]:
+        """Every snapshot file of the run, in order, parsed and validated."""
         snapshots = []
-        if paths is None:
-            paths = sorted((self.path / SNAPSHOT_DIR).glob("[0-9][0-9][0-9]-*.json"))
-        for snapshot_path in paths:
+        for snapshot_path in sorted((self.path / SNAPSHOT_DIR).glob("[0-9][0-9][0-9]-*.json")):
             try:
                 snapshots.append(loads_snapshot(snapshot_path.read_bytes()))
             except SnapshotFormatError as exc:

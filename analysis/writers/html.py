@@ -196,6 +196,10 @@ def context(report: Report) -> dict[str, Any]:
         "suspects": [_suspect_row(i, s) for i, s in enumerate(report.suspects)],
         "parameters": sorted(report.parameters.items()),
         "locust_stats": _stats_rows(report.locust_stats),
+        "workers_rss": (
+            sum(row.rss_start for row in report.workers),
+            sum(row.rss_end for row in report.workers),
+        ),
     }
 
 

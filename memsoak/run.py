@@ -261,12 +261,12 @@ def _record_target_death(options: RunOptions, target: TargetProcess) -> str:
 
 
 def _failure_event(out: Path) -> str:
-    """The plugin's account of how the target failed, from the saved run."""
+    """The plugin's account of how the target (or the load) failed, from the saved run."""
     try:
         events = RunDir(out).load()[0].events
     except MemsoakError:
         events = []
-    failures = [e for e in events if "target failed at" in e]
+    failures = [e for e in events if "target failed at" in e or "load failed at" in e]
     if not failures:
         return "the target failed"
     return failures[0].split(" ", 1)[1]  # without the HH:MM:SS prefix: it says the time itself

@@ -24,6 +24,13 @@ def _load_line(stats: dict[str, object]) -> str:
         value = stats.get(key)
         if isinstance(value, int | float):
             parts.append(f"{value:,} {label}")
+    lost = stats.get("workers_lost")
+    if isinstance(lost, int) and lost:
+        parts.append(f"{lost} Locust worker(s) lost")
+        for key, label in (("requests_resent", "re-sent to the others"), ("requests_not_made", "not made")):
+            value = stats.get(key)
+            if isinstance(value, int) and value:
+                parts.append(f"{value:,} requests {label}")
     return ", ".join(parts)
 
 

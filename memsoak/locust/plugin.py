@@ -71,6 +71,7 @@ class MemsoakPlugin:
         self.data = RunData(snapshots=[], samples=[], requests=RequestCounts(0, 0, 0))
         self.failed_measured = 0
         self.target_failed = False
+        self.load_failed = False  # the load could not be completed (distributed: no worker left)
         self._measuring_since: float | None = None
         self._snapshotting = False
         self._sampler: gevent.Greenlet | None = None
@@ -195,7 +196,7 @@ class MemsoakPlugin:
             measured=measured,
             failed=self.failed_measured,
         )
-        self.data.locust_stats = _locust_stats(environment)
+        self.data.locust_stats = self._load_stats(environment)
         self.report = build_report(self.data, self.settings.thresholds)
         # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
@@ -203,7 +204,7 @@ class MemsoakPlugin:
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()
-        status = "failed" if self.target_failed else "finished"
+        status = "failed" if self.target_failed or self.load_failed else "finished"
         self.run_dir.save_state(self.data, status)
         paths = self.run_dir.write_reports(self.report, self.settings.formats or None)
         if self.progress:
@@ -214,9 +215,9 @@ class MemsoakPlugin:
         # The history tells a run cut short (Ctrl-C, --max-time) from one that ran its course:
         # only the latter are a baseline for the regression check.
         regressed = self._history_finish(
-            status if self.target_failed or complete else "interrupted", self.report
+            status if self.target_failed or self.load_failed or complete else "interrupted", self.report
         )
-        if self.target_failed:
+        if self.target_failed or self.load_failed:
             environment.process_exit_code = EXIT_TARGET_FAILED
         elif self.settings.fail_on_leak and self.report.verdict.kind == "leak":
             environment.process_exit_code = EXIT_LEAK
@@ -579,6 +580,9 @@ class MemsoakPlugin:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")
         if self.progress:
             print(f"memsoak: {message}", flush=True)
+
+    def _load_stats(self, environment: Environment) -> dict[str, object]:
+        return _locust_stats(environment)
 
     def _parameters(self, environment: Environment) -> dict[str, object]:
         options = environment.parsed_options

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gevent
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 from locust.env import Environment
 
 from memsoak.agent_client import AgentError
@@ -44,6 +44,10 @@ WATCH_INTERVAL_S = 2.0
 # this long (between two readings) before the make-up is sized from it.
 SETTLE_S = 1.0
 SETTLE_TRIES = 20
+# A soak's load goes in chunks of about this many seconds: a checkpoint waits for the current
+# one to drain, so this bounds how late it comes.
+CHUNK_S = 1.0
+CHUNK_FIRST_PER_USER = 10
 
 
 def split_quota(total: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -164,16 +168,28 @@ class WorkerPlugin:
 
 class QuotaCoordinator:
     """The master's side: hands out each phase's requests as quotas and runs the boundary action
-    (`on_boundary(total_completed)`, as `RequestGate` does) once every worker has drained."""
+    (`on_boundary(total_completed)`, as `RequestGate` does) once every worker has drained.
+
+    `open_ended` (a time-bound soak): after the last boundary the requests go on in chunks of
+    about CHUNK_S seconds each, every one drained like a phase, and `drain(action)` (the soak
+    clock's checkpoints) runs its action at the end of the current chunk, at an exact count."""
 
     def __init__(
         self,
         plugin: DistributedMasterPlugin,
         boundaries: Sequence[int],
         on_boundary: Callable[[int], None],
+        *,
+        open_ended: bool = False,
     ) -> None:
         self._plugin = plugin
         self._boundaries = list(boundaries)
+        self._fixed = len(self._boundaries)  # phases past these are a soak's chunks
+        self.open_ended = open_ended
+        self._chunk = 0  # requests in the last chunk
+        self._chunk_started = 0.0
+        self._chunk_elapsed = 0.0
+        self._drains: list[tuple[Callable[[int], object], AsyncResult]] = []
         self._on_boundary = on_boundary
         self._phase = -1
         self._waiting: dict[str, int] = {}  # worker id -> quota still to be reported drained
@@ -191,8 +207,14 @@ class QuotaCoordinator:
         self.requests_not_made = 0
 
     @property
-    def budget(self) -> int:
-        return self._boundaries[-1]
+    def budget(self) -> int | None:
+        return None if self.open_ended else self._boundaries[-1]
+
+    def _planned(self) -> str:
+        """What a lost load leaves undone, in words, for the events."""
+        if self.open_ended:
+            return f"of the current chunk (the soak's requests so far: {self._boundaries[-1]})"
+        return f"of the budget of {self._boundaries[-1]}"
 
     @property
     def completed(self) -> int:
@@ -220,8 +242,12 @@ class QuotaCoordinator:
 
     def _next_phase(self) -> None:
         self._phase += 1
-        if self.closed or self._phase >= len(self._boundaries):
+        if self.closed:
             return
+        if self._phase >= len(self._boundaries):
+            if not self.open_ended:
+                return
+            self._boundaries.append(self._boundaries[-1] + self._chunk_size())
         phase = self._phase
         start = self._boundaries[phase - 1] if phase > 0 else 0
         size = self._boundaries[phase] - start
@@ -230,6 +256,36 @@ class QuotaCoordinator:
             return
         if not self._send_quotas(phase, size):
             self._plugin.distributed_failure("no Locust worker is connected")
+
+    def _chunk_size(self) -> int:
+        """Requests for about CHUNK_S seconds of load, from how long the last chunk took."""
+        users = max(1, sum(self._alive().values()))
+        if self._chunk == 0 or self._chunk_elapsed <= 0:
+            size = CHUNK_FIRST_PER_USER * users
+        else:
+            wanted = self._chunk * CHUNK_S / self._chunk_elapsed
+            size = int(min(max(wanted, self._chunk / 4), self._chunk * 4))
+        self._chunk = max(users, size)
+        self._chunk_started = time.monotonic()
+        return self._chunk
+
+    def drain(self, action: Callable[[int], object]) -> None:
+        """Send no more chunks after the current one; when it has drained, run
+        `action(completed)`, then go on. Blocks the calling greenlet meanwhile."""
+        if self.closed:
+            return
+        done = AsyncResult()
+        self._drains.append((action, done))
+        done.wait()
+
+    def _after_chunk(self, phase: int) -> None:
+        drains, self._drains = self._drains, []
+        for action, done in drains:
+            try:
+                action(self._boundaries[phase])
+            finally:
+                done.set(None)
+        self._next_phase()
 
     def _alive(self) -> dict[str, int]:
         """The connected workers and the users each runs."""
@@ -272,6 +328,10 @@ class QuotaCoordinator:
     def _phase_drained(self, phase: int) -> None:
         if self._lost_in_phase:
             gevent.spawn(self._make_up, phase)
+        elif phase >= self._fixed:
+            self._completed_at_boundary = self._boundaries[phase]
+            self._chunk_elapsed = time.monotonic() - self._chunk_started
+            gevent.spawn(self._after_chunk, phase)
         else:
             self._completed_at_boundary = self._boundaries[phase]
             gevent.spawn(self._run_boundary, phase)
@@ -307,12 +367,11 @@ class QuotaCoordinator:
             return
         sent_to = self._send_quotas(phase, missing)
         if not sent_to:
-            self.requests_not_made = self.budget - done
+            self.requests_not_made = self._boundaries[-1] - done
             self._exact_completed = done
             self._plugin.distributed_failure(
                 f"lost Locust worker(s) {lost} and no worker left: {missing} requests of this phase "
-                f"and {self.requests_not_made} of the budget of {self.budget} were not made "
-                f"(the target served {done})"
+                f"and {self.requests_not_made} {self._planned()} were not made (the target served {done})"
             )
             return
         self.requests_resent += missing
@@ -377,14 +436,17 @@ class QuotaCoordinator:
             return
         done = served - self._served_base
         self._exact_completed = done
-        self.requests_not_made = max(0, self.budget - done)
+        self.requests_not_made = max(0, self._boundaries[-1] - done)
         self._plugin.distributed_failure(
             f"lost Locust worker(s) {', '.join(lost)} and the test stopped: {self.requests_not_made} "
-            f"requests of the budget of {self.budget} were not made (the target served {done})"
+            f"requests {self._planned()} were not made (the target served {done})"
         )
 
     def close(self) -> None:
         self.closed = True
+        drains, self._drains = self._drains, []
+        for _, done in drains:
+            done.set(None)
         if self._watcher is not None and self._watcher is not gevent.getcurrent():
             self._watcher.kill(block=False)
 
@@ -402,6 +464,18 @@ class DistributedMasterPlugin(MemsoakPlugin):
 
     def _make_gate(self, boundaries: list[int]) -> Any:
         return QuotaCoordinator(self, boundaries, self._on_boundary)
+
+    def _make_soak_gate(self, warmup: int) -> Any:
+        return QuotaCoordinator(self, [warmup], self._on_boundary, open_ended=True)
+
+    def _end_soak(self) -> None:
+        # The workers' users are stopped mid-request by a quit: end at a drained chunk instead,
+        # so the final snapshot's count is exact.
+        gate = self.gate
+        if isinstance(gate, QuotaCoordinator) and not gate.closed:
+            gate.drain(lambda _completed: self._quit())
+        else:
+            self._quit()
 
     def _on_spawning_complete(self, **_: Any) -> None:
         # Quotas follow the users each worker runs, known once every worker has spawned.

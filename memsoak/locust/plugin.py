@@ -117,7 +117,7 @@ class MemsoakPlugin:
         settings = self.settings
         if settings.duration_s is not None:
             # A soak: the only boundary is the end of warm-up; the clock drives the checkpoints.
-            self.gate = RequestGate([settings.warmup], self._on_boundary, open_ended=True)
+            self.gate = self._make_soak_gate(settings.warmup)
         else:
             if settings.watch:
                 boundaries = [
@@ -141,6 +141,12 @@ class MemsoakPlugin:
 
     def _make_gate(self, boundaries: list[int]) -> RequestGate:
         return RequestGate(boundaries, self._on_boundary)
+
+    def _make_soak_gate(self, warmup: int) -> RequestGate:
+        return RequestGate([warmup], self._on_boundary, open_ended=True)
+
+    def _end_soak(self) -> None:
+        self._quit()
 
     def _on_quitting(self, **_: Any) -> None:
         # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
@@ -343,7 +349,7 @@ class MemsoakPlugin:
             step = max(step + 1, int((time.monotonic() - started) / every) + 1)
         gevent.sleep(max(0.0, end - time.monotonic()))
         self._clock_done = True
-        self._quit()
+        self._end_soak()
 
     def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
         # A reading just before the snapshot: RSS growth between snapshots is what requests drive,

@@ -21,7 +21,7 @@ from analysis.regression import judge
 from analysis.report import Report, build_report
 from analysis.sequential import confident_checkpoints, settled
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
-from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
+from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
 from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
@@ -90,11 +90,20 @@ class MemsoakPlugin:
         self._window_pending = False
 
     def check_agent(self) -> None:
-        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
-        try:
-            self.agent.status()
-        except AgentError as exc:
-            raise MemsoakError(str(exc)) from None
+        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token. While
+        nothing is listening yet, keep trying for `agent_wait` seconds: `memsoak run` starts the
+        target and Locust side by side, and Locust is usually ready first."""
+        deadline = time.monotonic() + self.settings.agent_wait
+        while True:
+            try:
+                self.agent.status()
+                return
+            except AgentUnreachable as exc:
+                if time.monotonic() >= deadline:
+                    raise MemsoakError(str(exc)) from None
+            except AgentError as exc:
+                raise MemsoakError(str(exc)) from None
+            time.sleep(0.05)
 
     def register(self, environment: Environment) -> None:
         self.environment = environment

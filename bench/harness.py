@@ -92,11 +92,12 @@ def main() -> None:
                 wrk(target.url, seconds=2)
                 ceiling.append(wrk(target.url, seconds=5))
     base = median(raw)
+    label = " ".join(["memsoak run", *memsoak_args])
     rows = [
         ["raw Locust (FastHttpUser)", f"{base:,.0f}", "1.00", " ".join(f"{v:,.0f}" for v in raw)],
-        [" ".join(["memsoak run", *memsoak_args]), f"{median(memsoak):,.0f}", f"{median(memsoak) / base:.2f}",
+        [label, f"{median(memsoak):,.0f}", f"{median(memsoak) / base:.2f}",
          " ".join(f"{v:,.0f}" for v in memsoak)],
-        ["memsoak run, snapshot pauses taken out", f"{median(memsoak_unpaused):,.0f}",
+        [f"{label}, snapshot pauses taken out", f"{median(memsoak_unpaused):,.0f}",
          f"{median(memsoak_unpaused) / base:.2f}", " ".join(f"{v:,.0f}" for v in memsoak_unpaused)],
         ["wrk -c10 (ceiling)", f"{median(ceiling):,.0f}", f"{median(ceiling) / base:.2f}",
          " ".join(f"{v:,.0f}" for v in ceiling)],

@@ -203,6 +203,14 @@ def context(report: Report) -> dict[str, Any]:
     }
 
 
+def preload() -> None:
+    """Import what rendering needs (matplotlib alone takes most of a second), ahead of time."""
+    import jinja2  # noqa: F401
+    import markupsafe  # noqa: F401
+    import matplotlib.backends.backend_svg
+    import matplotlib.figure  # noqa: F401
+
+
 def render(report: Report, file: TextIO) -> None:
     import jinja2
     from markupsafe import Markup

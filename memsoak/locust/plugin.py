@@ -21,6 +21,7 @@ from analysis.regression import judge
 from analysis.report import Report, build_report
 from analysis.sequential import confident_checkpoints, settled
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
+from analysis.writers import preload as preload_writers
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
 from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
@@ -213,9 +214,13 @@ class MemsoakPlugin:
         )
         self.data.locust_stats = self._load_stats(environment)
         self.report = build_report(self.data, self.settings.thresholds)
+        # The reports' imports run while the target searches (they are the Locust side's CPU,
+        # the search the target's), not after it.
+        preloading = gevent.spawn(preload_writers, self.settings.formats or None)
         # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
             self.report = build_report(self.data, self.settings.thresholds)
+        preloading.join()
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()

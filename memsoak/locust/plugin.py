@@ -214,13 +214,9 @@ class MemsoakPlugin:
         )
         self.data.locust_stats = self._load_stats(environment)
         self.report = build_report(self.data, self.settings.thresholds)
-        # The reports' imports run while the target searches (they are the Locust side's CPU,
-        # the search the target's), not after it.
-        preloading = gevent.spawn(preload_writers, self.settings.formats or None)
         # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
             self.report = build_report(self.data, self.settings.thresholds)
-        preloading.join()
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()
@@ -522,6 +518,11 @@ class MemsoakPlugin:
             return False
         live = {s.traceback: s.growth[-1] for s in leaking}
         started = time.monotonic()
+        # The reports' imports run while the target searches (they are the Locust side's CPU,
+        # the search the target's), not after it. Only here, where this greenlet waits on the
+        # agent anyway: a yield anywhere else in test_stop lets a master whose last worker is
+        # gone quit before the reports are written.
+        preloading = gevent.spawn(preload_writers, self.settings.formats or None)
         try:
             answer = self.agent.retention(
                 [
@@ -533,6 +534,8 @@ class MemsoakPlugin:
         except AgentError as exc:
             self._event(f"retention search failed: {exc}")
             return False
+        finally:
+            preloading.join()
         found = answer.get("suspects")
         if not isinstance(found, list):
             return False

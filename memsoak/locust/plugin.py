@@ -23,7 +23,6 @@ from analysis.sequential import confident_checkpoints, settled
 from analysis.thresholds import Thresholds
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
-from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
@@ -92,11 +91,9 @@ class MemsoakPlugin:
         self._window_pending = False
 
     def check_agent(self) -> None:
-        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token."""
-        try:
-            self.agent.status()
-        except AgentError as exc:
-            raise MemsoakError(str(exc)) from None
+        """Raise AgentRefused (exit 2) when the agent refuses the token, AgentError (a TargetError,
+        exit 3) when none answers."""
+        self.agent.status()
 
     def register(self, environment: Environment) -> None:
         self.environment = environment

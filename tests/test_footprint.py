@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from memsoak.snapshot_store import FULL_SNAPSHOTS
+from analysis.model import Frame, SiteStat, Snapshot
+from analysis.snapshot_io import snapshot_to_dict
+from analysis.suspects import find_suspects
+from analysis.thresholds import Thresholds
+from memsoak.rundir import RunDir
+from memsoak.snapshot_store import FULL_SNAPSHOTS, SnapshotStore
 
 # Records, after every snapshot the plugin keeps, how many it holds with all their sites.
 LOCUSTFILE = """
@@ -83,3 +88,42 @@ def test_snapshots_held_in_memory_stay_bounded(memsoak, tmp_path: Path) -> None:
     again = memsoak("report", str(out), "--format", "json")
     assert again.returncode == 0, again.stderr[-2000:]
     assert _without_timing(json.loads((out / "report.json").read_text())) == live
+
+
+def _site(name: str) -> tuple[Frame, ...]:
+    return (Frame(f"/app/{name}.py", 1, "handler", f"{name}.append(x)"),)
+
+
+def _snapshot_at(requests: int, sizes: dict[str, int]) -> Snapshot:
+    sites = {_site(name): SiteStat(size, 1) for name, size in sizes.items()}
+    # Noise: sites that never grow, which the store need not keep for the snapshots in between.
+    sites.update({_site(f"static{i}"): SiteStat(1000 + i, 1) for i in range(50)})
+    total = sum(s.size for s in sites.values())
+    return Snapshot(1, 0.0, requests, 10**8 + requests, total, 0, 1, 0.01, sites)
+
+
+def test_store_gives_analysis_what_the_full_snapshots_give(tmp_path: Path) -> None:
+    """Sites in between are read back from disk, cut down, and read again when the set of sites
+    that grew changes (here `late` starts growing only after the fourth snapshot)."""
+    run_dir = RunDir(tmp_path).prepare()
+    limits = Thresholds()
+    full: list[Snapshot] = []
+    store = SnapshotStore([])
+    for step in range(8):
+        requests = step * 1000
+        sizes = {"leak": 50_000 * step, "late": 200_000 * max(0, step - 4)}
+        if step % 2:
+            sizes["blinking"] = 60_000 * step  # absent from every other snapshot
+        snapshot, path = run_dir.write_snapshot(
+            snapshot_to_dict(_snapshot_at(requests, sizes)), requests, "cp"
+        )
+        full.append(snapshot)
+        store.add(snapshot, path)
+        assert store.held_in_full() == min(len(full), FULL_SNAPSHOTS)
+        given = store.for_analysis(limits.suspect_min_total_bytes)
+        assert [s.requests for s in given] == [s.requests for s in full]
+        assert find_suspects(given, requests, limits) == find_suspects(full, requests, limits)
+    assert {Path(s.file).stem for s in find_suspects(full, 7000, limits)} == {"leak", "late", "blinking"}
+    # Only the grown sites are held for the snapshots in between, not the 50 static ones.
+    assert store.sites_held_in_between() <= 3 * (len(full) - 2)
+    assert store.unreadable == []

@@ -3,7 +3,9 @@
 A leak in a pre-forked server lives in every worker, a share of it in each, in proportion to the
 requests each one served. Summing the workers' sites per traceback gives the whole target's
 growth per request, which is what the verdict and the suspects are about; the per-worker rows
-(`workers` in the wire format) keep each process's RSS and traced memory for the report.
+(`workers` in the wire format) keep each process's RSS and traced memory for the report, and
+`site_workers` keeps each site's size in each worker, so the report can say how every suspect
+grew in every process.
 
 Works on wire documents (analysis.snapshot_io), so what comes out is itself a version-1 snapshot
 that any reader takes as is.
@@ -36,17 +38,22 @@ def merge_snapshot_docs(
 
 def _merge(parts: Sequence[Mapping[str, Any]], served: Mapping[int, int]) -> dict[str, Any]:
     frame_index: dict[tuple[str, int, str, str], int] = {}
+    # Per traceback: size, count, then the size in each worker (in `workers` order: by pid).
     sites: dict[tuple[int, ...], list[int]] = {}
+    ordered = sorted(parts, key=lambda p: int(p["pid"]))
+    slot = {id(part): index for index, part in enumerate(ordered)}
+    width = len(parts)
     for part in parts:
         local = [frame_index.setdefault((f[0], f[1], f[2], f[3]), len(frame_index)) for f in part["frames"]]
+        column = 2 + slot[id(part)]
         for size, count, indexes in part["sites"]:
             key = tuple(local[i] for i in indexes)
             total = sites.get(key)
             if total is None:
-                sites[key] = [size, count]
-            else:
-                total[0] += size
-                total[1] += count
+                total = sites[key] = [0, 0, *([0] * width)]
+            total[0] += size
+            total[1] += count
+            total[column] += size
     first = parts[0]
     return {
         "format": FORMAT,
@@ -63,7 +70,8 @@ def _merge(parts: Sequence[Mapping[str, Any]], served: Mapping[int, int]) -> dic
         "harness_files": _union(parts, "harness_files"),
         "library_files": _union(parts, "library_files"),
         "frames": [list(frame) for frame in frame_index],
-        "sites": [[size, count, list(key)] for key, (size, count) in sites.items()],
+        "sites": [[total[0], total[1], list(key)] for key, total in sites.items()],
+        "site_workers": [total[2:] for total in sites.values()],
         "workers": [
             {
                 "pid": p["pid"],
@@ -71,7 +79,7 @@ def _merge(parts: Sequence[Mapping[str, Any]], served: Mapping[int, int]) -> dic
                 "traced_bytes": p["traced_bytes"],
                 "requests_served": served.get(p["pid"], 0),
             }
-            for p in sorted(parts, key=lambda p: int(p["pid"]))
+            for p in ordered
         ],
     }
 

@@ -31,6 +31,9 @@ class SiteStat:
 
     size: int
     count: int
+    # In a snapshot merged from several processes: the size in each, in `Snapshot.workers` order
+    # (else empty). They sum to `size`.
+    workers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

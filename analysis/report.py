@@ -14,6 +14,7 @@ from analysis.trend import Trend, memory_trend
 from analysis.verdict import decide
 
 SCHEMA_VERSION = 1
+WORKER_SUSPECTS = 5  # per worker of a multi-worker target: the merged top suspects, in it
 
 VerdictKind = Literal["leak", "no-leak", "native-leak", "inconclusive"]
 
@@ -51,9 +52,22 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerSuspect:
+    """One of the run's top suspects as it grew in one worker: that worker's share of the site."""
+
+    file: str
+    line: int
+    rank: int  # the suspect's place in the merged list, from 1
+    size_diff: int  # this worker's growth of the site, baseline to the last snapshot
+    bytes_per_request: float  # over the requests this worker served (0 when it served none)
+    share: float  # of the merged growth (0..1; can fall outside when other workers shrank)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerRow:
     """One process of a multi-worker target, from the baseline to the last snapshot. The run's
-    totals (rss, traced, checkpoints) are the sums over these; the suspects are merged."""
+    totals (rss, traced, checkpoints) are the sums over these; the suspects are merged, and
+    `suspects` shows how the top ones grew in this worker."""
 
     pid: int
     rss_start: int  # 0 when the worker was not there at the baseline (restarted, say)
@@ -61,6 +75,9 @@ class WorkerRow:
     traced_start: int
     traced_end: int
     requests_served: int  # between the two snapshots
+    # The merged top suspects (at most WORKER_SUSPECTS) in this worker, most growth first; empty
+    # when the snapshots carry no per-worker sizes (made before they did).
+    suspects: tuple[WorkerSuspect, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +105,13 @@ class Report:
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
 
 
-def worker_rows(first: Snapshot, last: Snapshot) -> tuple[WorkerRow, ...]:
+def worker_rows(first: Snapshot, last: Snapshot, suspects: tuple[Suspect, ...] = ()) -> tuple[WorkerRow, ...]:
     before = {w.pid: w for w in first.workers}
+    slot_before = {w.pid: index for index, w in enumerate(first.workers)}
     rows = []
-    for w in last.workers:
+    for slot, w in enumerate(last.workers):
         start = before.get(w.pid)
+        served = w.requests_served - (start.requests_served if start else 0)
         rows.append(
             WorkerRow(
                 pid=w.pid,
@@ -100,10 +119,46 @@ def worker_rows(first: Snapshot, last: Snapshot) -> tuple[WorkerRow, ...]:
                 rss_end=w.rss_bytes,
                 traced_start=start.traced_bytes if start else 0,
                 traced_end=w.traced_bytes,
-                requests_served=w.requests_served - (start.requests_served if start else 0),
+                requests_served=served,
+                suspects=_worker_suspects(first, last, suspects, slot_before.get(w.pid), slot, served),
             )
         )
     return tuple(rows)
+
+
+def _worker_suspects(
+    first: Snapshot,
+    last: Snapshot,
+    suspects: tuple[Suspect, ...],
+    slot_before: int | None,
+    slot: int,
+    served: int,
+) -> tuple[WorkerSuspect, ...]:
+    """The merged top suspects as they grew in one worker. A worker that was not there at the
+    baseline (restarted) started from nothing."""
+    found = []
+    for rank, suspect in enumerate(suspects[:WORKER_SUSPECTS], start=1):
+        end = last.sites.get(suspect.traceback)
+        if end is None:
+            continue
+        if len(end.workers) != len(last.workers):
+            return ()  # snapshots without per-worker sizes
+        start = first.sites.get(suspect.traceback)
+        size_before = 0
+        if slot_before is not None and start is not None and len(start.workers) == len(first.workers):
+            size_before = start.workers[slot_before]
+        grew = end.workers[slot] - size_before
+        found.append(
+            WorkerSuspect(
+                file=suspect.file,
+                line=suspect.line,
+                rank=rank,
+                size_diff=grew,
+                bytes_per_request=grew / served if served > 0 else 0.0,
+                share=grew / suspect.size_diff if suspect.size_diff else 0.0,
+            )
+        )
+    return tuple(sorted(found, key=lambda s: (-s.size_diff, s.rank)))
 
 
 def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
@@ -142,7 +197,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         parameters=dict(run.parameters),
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
-        workers=worker_rows(snapshots[0], snapshots[-1]) if snapshots else (),
+        workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
     )
 
 

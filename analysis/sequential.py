@@ -12,10 +12,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from scipy.stats import theilslopes
-
 from analysis.model import Snapshot
 from analysis.report import Report
+from analysis.theil_sen import theil_sen
 
 FIRST_STEP = 100  # measured requests between the first checkpoints
 DENSE_UNTIL = 500  # then the spacing grows by GROWTH each time
@@ -45,10 +44,8 @@ def confident_checkpoints(measured_cap: int) -> list[int]:
 
 def _slope_interval(xs: Sequence[int], ys: Sequence[int]) -> tuple[float, float]:
     """(low, high) of the Theil-Sen slope's CONFIDENCE interval."""
-    _slope, _intercept, low, high = theilslopes(
-        [float(y) for y in ys], [float(x) for x in xs], alpha=CONFIDENCE
-    )
-    return float(low), float(high)
+    fit = theil_sen([float(x) for x in xs], [float(y) for y in ys], CONFIDENCE)
+    return fit.low, fit.high
 
 
 def settled(report: Report, snapshots: Sequence[Snapshot]) -> str | None:

@@ -8,10 +8,13 @@ Version 1 is one JSON object::
      "frames_limit": int, "harness_files": [str], "library_files": [str],
      "frames": [[file, line, function, code], ...],          # a table, referenced by index
      "sites":  [[size, count, [frame_index, ...]], ...],     # one row per traceback, innermost last
-     "workers": [{"pid", "rss_bytes", "traced_bytes", "requests_served"}, ...]}  # optional
+     "workers": [{"pid", "rss_bytes", "traced_bytes", "requests_served"}, ...],  # optional
+     "site_workers": [[size_in_worker, ...], ...]}           # optional, with "workers"
 
 `workers` is present when the snapshot was merged from the processes of a multi-worker target
 (analysis.merge); its sites and byte counts are then the sums over those processes.
+`site_workers`, when present, has one row per row of `sites`: that site's size in each worker,
+in `workers` order, summing to the site's size.
 
 The frame table keeps the document small: a traceback of 10 frames costs 10 small integers.
 `requests` is written by the harness when it saves the document (the agent does not know how
@@ -76,7 +79,26 @@ def _frames(raw: Any) -> list[Frame]:
     return frames
 
 
-def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
+def _site_workers(raw: Any, site_count: int, worker_count: int) -> list[tuple[int, ...]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != site_count or not worker_count:
+        raise SnapshotFormatError("field 'site_workers' must have one row per site, with 'workers'")
+    rows = []
+    for index, row in enumerate(raw):
+        if (
+            not isinstance(row, list)
+            or len(row) != worker_count
+            or not all(type(size) is int and 0 <= size < _INT_LIMIT for size in row)
+        ):
+            raise SnapshotFormatError(f"site_workers[{index}] must be a size for each worker")
+        rows.append(tuple(row))
+    return rows
+
+
+def _sites(
+    raw: Any, frames: list[Frame], per_worker: list[tuple[int, ...]] | None = None
+) -> dict[Traceback, SiteStat]:
     if not isinstance(raw, list):
         raise SnapshotFormatError("field 'sites' must be a list")
     sites: dict[Traceback, SiteStat] = {}
@@ -95,11 +117,18 @@ def _sites(raw: Any, frames: list[Frame]) -> dict[Traceback, SiteStat]:
             or not all(type(i) is int and 0 <= i < frame_count for i in indexes)
         ):
             raise SnapshotFormatError(f"sites[{index}] has a bad size or count, or a bad frame index")
+        shares: tuple[int, ...] = ()
+        if per_worker is not None:
+            shares = per_worker[index]
+            if sum(shares) != size:
+                raise SnapshotFormatError(f"site_workers[{index}] does not sum to the site's size")
         previous = sites.get(traceback)
         if previous is not None:  # tolerate a producer that did not merge equal tracebacks
             size += previous.size
             count += previous.count
-        sites[traceback] = SiteStat(size, count)
+            if shares:
+                shares = tuple(a + b for a, b in zip(shares, previous.workers, strict=True))
+        sites[traceback] = SiteStat(size, count, shares)
     return sites
 
 
@@ -129,6 +158,11 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
     harness = _strings(doc, "harness_files")
     library = _strings(doc, "library_files")
     frames = _frames(doc.get("frames"))
+    workers = _workers(doc.get("workers"))
+    raw_sites = doc.get("sites")
+    per_worker = _site_workers(
+        doc.get("site_workers"), len(raw_sites) if isinstance(raw_sites, list) else 0, len(workers)
+    )
     return Snapshot(
         pid=_int(doc, "pid"),
         taken_at=_float(doc, "taken_at"),
@@ -138,10 +172,10 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
         tracemalloc_overhead_bytes=_int(doc, "tracemalloc_overhead_bytes"),
         frames_limit=_int(doc, "frames_limit"),
         duration_s=_float(doc, "duration_s"),
-        sites=_sites(doc.get("sites"), frames),
+        sites=_sites(raw_sites, frames, per_worker),
         harness_files=harness,
         library_files=library,
-        workers=_workers(doc.get("workers")),
+        workers=workers,
     )
 
 
@@ -157,8 +191,10 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
     """The inverse of `snapshot_from_dict` (used to write test fixtures and derived snapshots)."""
     index: dict[Frame, int] = {}
     sites = []
+    per_worker = []
     for traceback, stat in snapshot.sites.items():
         sites.append([stat.size, stat.count, [index.setdefault(f, len(index)) for f in traceback]])
+        per_worker.append(list(stat.workers))
     doc: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -185,4 +221,6 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
             }
             for w in snapshot.workers
         ]
+        if per_worker and all(len(row) == len(snapshot.workers) for row in per_worker):
+            doc["site_workers"] = per_worker
     return doc

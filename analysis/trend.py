@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scipy.stats import theilslopes
-
 from analysis.model import Sample
+from analysis.theil_sen import theil_sen
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,7 @@ def fit_slope(points: Sequence[tuple[int, int]]) -> tuple[float, str]:
         return (y1 - y0) / (x1 - x0), "two-point"
     xs = [float(x) for x, _ in points]
     ys = [float(y) for _, y in points]
-    slope = float(theilslopes(ys, xs)[0])
+    slope = theil_sen(xs, ys).slope
     return slope, "theil-sen"
 
 

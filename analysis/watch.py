@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import theilslopes
-
 from analysis.report import Verdict
+from analysis.theil_sen import theil_sen
 from analysis.thresholds import Thresholds
 
 MIN_POINTS = 5  # census readings before a trend is trusted, either way
@@ -41,8 +40,8 @@ def watch_checkpoints(measured_cap: int) -> list[int]:
 def _interval(points: Sequence[CensusPoint], attribute: str) -> tuple[float, float]:
     xs = [float(p.requests) for p in points]
     ys = [float(getattr(p, attribute)) for p in points]
-    _slope, _intercept, low, high = theilslopes(ys, xs, alpha=CONFIDENCE)
-    return float(low), float(high)
+    fit = theil_sen(xs, ys, CONFIDENCE)
+    return fit.low, fit.high
 
 
 def growth(points: Sequence[CensusPoint]) -> str | None:

@@ -1,13 +1,17 @@
 """Harness overhead: `memsoak run` against raw Locust (the same kind of user, no plugin) on the
 same no-leak target, with wrk's req/s on that target as the ceiling.
 
-    .venv/bin/python bench/harness.py [--pairs 3] [--requests 10000]
+    .venv/bin/python bench/harness.py [--pairs 3] [--requests 10000] [--watch]
 
 Every run gets a fresh target in the same state: the fixed seed app under `memsoak serve`, agent
 installed and tracing on at memsoak's default depth. memsoak drives --warmup 200 then
 --requests measured requests (its snapshots included); raw Locust drives the same total. Pairs
 alternate which goes first. req/s is Locust's own total rate in both; memsoak's is also shown
 with its snapshot pauses taken out.
+
+With --watch, the low-overhead soak mode instead: the target is served untraced (`--no-trace`) in
+every run and memsoak runs with `--watch` (census only, tracing a window only once growth
+shows), so the ratio is `memsoak run --watch` over raw Locust against the untraced target.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ WARMUP = 200
 USERS = 10
 
 
-def memsoak_rps(url: str, requests: int, scratch: Path) -> tuple[float, float]:
+def memsoak_rps(url: str, requests: int, scratch: Path, *extra: str) -> tuple[float, float, str]:
     out = scratch / f"memsoak-{len(list(scratch.iterdir()))}"
     subprocess.run(
         [PYTHON, "-m", "memsoak", "run", "--host", url, "--agent-token", TOKEN,
          "--requests", str(requests), "--warmup", str(WARMUP), "--users", str(USERS),
-         "--spawn-rate", str(USERS), "--out", str(out)],
+         "--spawn-rate", str(USERS), "--out", str(out), *extra],
         cwd=REPO, check=True, capture_output=True, timeout=3600,
     )  # fmt: skip
     report = json.loads((out / "report.json").read_text())
@@ -42,7 +46,7 @@ def memsoak_rps(url: str, requests: int, scratch: Path) -> tuple[float, float]:
     rps = float(stats["rps"])
     elapsed = stats["requests"] / rps
     paused = sum(c["pause_s"] for c in report["checkpoints"])
-    return rps, stats["requests"] / (elapsed - paused)
+    return rps, stats["requests"] / (elapsed - paused), str(report["verdict"])
 
 
 def raw_rps(url: str, requests: int, scratch: Path) -> float:
@@ -60,7 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--watch", action="store_true", help="untraced target, memsoak run --watch")
     args = parser.parse_args()
+    serve_args, memsoak_args = (("--no-trace",), ("--watch",)) if args.watch else ((), ())
+    verdicts: set[str] = set()
     memsoak: list[float] = []
     memsoak_unpaused: list[float] = []
     raw: list[float] = []
@@ -70,31 +77,37 @@ def main() -> None:
         for pair in range(args.pairs):
             order = ("memsoak", "raw") if pair % 2 == 0 else ("raw", "memsoak")
             for which in order:
-                with Server(serve_command(APP)) as target:
+                with Server(serve_command(APP, *serve_args)) as target:
                     if which == "memsoak":
-                        rps, unpaused = memsoak_rps(target.url, args.requests, scratch)
+                        rps, unpaused, verdict = memsoak_rps(
+                            target.url, args.requests, scratch, *memsoak_args
+                        )
+                        verdicts.add(verdict)
                         memsoak.append(rps)
                         memsoak_unpaused.append(unpaused)
                     else:
                         raw.append(raw_rps(target.url, args.requests + WARMUP, scratch))
                 print(f"pair {pair + 1}: {which} done", file=sys.stderr, flush=True)
-            with Server(serve_command(APP)) as target:
+            with Server(serve_command(APP, *serve_args)) as target:
                 wrk(target.url, seconds=2)
                 ceiling.append(wrk(target.url, seconds=5))
     base = median(raw)
+    label = " ".join(["memsoak run", *memsoak_args])
     rows = [
         ["raw Locust (FastHttpUser)", f"{base:,.0f}", "1.00", " ".join(f"{v:,.0f}" for v in raw)],
-        ["memsoak run", f"{median(memsoak):,.0f}", f"{median(memsoak) / base:.2f}",
+        [label, f"{median(memsoak):,.0f}", f"{median(memsoak) / base:.2f}",
          " ".join(f"{v:,.0f}" for v in memsoak)],
-        ["memsoak run, snapshot pauses taken out", f"{median(memsoak_unpaused):,.0f}",
+        [f"{label}, snapshot pauses taken out", f"{median(memsoak_unpaused):,.0f}",
          f"{median(memsoak_unpaused) / base:.2f}", " ".join(f"{v:,.0f}" for v in memsoak_unpaused)],
         ["wrk -c10 (ceiling)", f"{median(ceiling):,.0f}", f"{median(ceiling) / base:.2f}",
          " ".join(f"{v:,.0f}" for v in ceiling)],
     ]  # fmt: skip
     print(table(["driver", "median req/s", "vs raw Locust", "runs"], rows))
+    target_state = "untraced (--no-trace)" if args.watch else "traced at memsoak's default depth"
     print(
         f"\n{args.pairs} alternating pairs, {args.requests:,} requests (+{WARMUP} warm-up), {USERS} users, "
-        f"target traced at memsoak's default depth; {machine_note()}"
+        f"target {target_state}; "
+        f"memsoak's verdicts: {', '.join(sorted(verdicts))}; {machine_note()}"
     )
 
 

@@ -1,7 +1,9 @@
 """Time to a verdict: the wall time of a whole `memsoak run` on the seed leak (start-up, warm-up,
 10,000 measured requests, snapshots, every report), next to `ab -n 10000 -c 10` against the same
-target alone (served by `memsoak serve --no-trace`: the same server, nothing traced), and
-`memsoak run --until-confident` and `memsoak run --watch --until-confident` with the same cap.
+target alone, twice: served by `memsoak serve --no-trace` (the same server, nothing traced: the
+load alone) and by `memsoak serve` (traced at memsoak's default depth, which is what the job by
+hand needs: ab's load, then a snapshot route), and `memsoak run --until-confident` and
+`memsoak run --watch --until-confident` with the same cap.
 
     .venv/bin/python bench/verdict_time.py [--rounds 3] [--requests 10000]
 
@@ -37,8 +39,8 @@ def memsoak_run(requests: int, out: Path, *extra: str) -> tuple[float, dict[str,
     return wall, json.loads((out / "report.json").read_text())
 
 
-def ab_run(requests: int) -> float:
-    with Server(serve_command(APP, "--no-trace")) as target:
+def ab_run(requests: int, *serve_args: str) -> float:
+    with Server(serve_command(APP, *serve_args)) as target:
         started = time.perf_counter()
         subprocess.run(
             [need("ab", "apache2-utils"), "-q", "-n", str(requests), "-c", "10", target.url + "/"],
@@ -60,18 +62,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
-    walls: dict[str, list[float]] = {"ab": [], **{v: [] for v in args.variants}}
+    walls: dict[str, list[float]] = {"ab": [], "ab-traced": [], **{v: [] for v in args.variants}}
     pauses: dict[str, list[float]] = {v: [] for v in args.variants}
     measured: dict[str, list[int]] = {v: [] for v in args.variants}
     verdicts: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.rounds):
-            order = ["ab", *args.variants]
+            order = ["ab", "ab-traced", *args.variants]
             if round_number % 2:
                 order.reverse()
             for which in order:
                 if which == "ab":
-                    walls["ab"].append(ab_run(args.requests))
+                    walls["ab"].append(ab_run(args.requests, "--no-trace"))
+                elif which == "ab-traced":
+                    walls["ab-traced"].append(ab_run(args.requests))
                 else:
                     out = Path(tmp) / f"{which}-{round_number}"
                     wall, report = memsoak_run(args.requests, out, *VARIANTS[which])
@@ -84,16 +88,18 @@ def main() -> None:
                 print(
                     f"round {round_number + 1}: {which} {walls[which][-1]:.1f} s", file=sys.stderr, flush=True
                 )
-    ab = median(walls["ab"])
+    ab, ab_traced = median(walls["ab"]), median(walls["ab-traced"])
     rows = [
         [
-            f"ab -n {args.requests} -c 10, target alone",
-            f"{ab:.1f}",
-            "1.00",
+            f"ab -n {args.requests} -c 10, target alone{suffix}",
+            f"{median(walls[key]):.1f}",
+            f"{median(walls[key]) / ab:.2f}",
+            f"{median(walls[key]) / ab_traced:.2f}",
             "",
             "",
-            " ".join(f"{w:.1f}" for w in walls["ab"]),
+            " ".join(f"{w:.1f}" for w in walls[key]),
         ]
+        for key, suffix in (("ab", ", untraced"), ("ab-traced", ", traced (10 frames)"))
     ]
     for key in args.variants:
         wall = median(walls[key])
@@ -103,12 +109,26 @@ def main() -> None:
                 label,
                 f"{wall:.1f}",
                 f"{wall / ab:.2f}",
+                f"{wall / ab_traced:.2f}",
                 f"{median(pauses[key]):.1f}",
                 f"{median(measured[key]):,.0f}",
                 " ".join(f"{w:.1f}" for w in walls[key]),
             ]
         )
-    print(table(["run", "median wall s", "vs ab", "snapshot pauses, s", "requests sent", "rounds"], rows))
+    print(
+        table(
+            [
+                "run",
+                "median wall s",
+                "vs ab untraced",
+                "vs ab traced",
+                "snapshot pauses, s",
+                "requests sent",
+                "rounds",
+            ],
+            rows,
+        )
+    )
     print(f"\nverdicts: {', '.join(sorted(verdicts))}; {args.rounds} rounds; {machine_note()}")
 
 

@@ -33,6 +33,10 @@ class AgentTimeout(AgentError):
     """The agent did not answer within the client's timeout (a hung or stopped target)."""
 
 
+class AgentUnreachable(AgentError):
+    """Nothing accepted the connection: no target there, or one still starting."""
+
+
 class _RateLimited(Exception):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(retry_after_s)
@@ -115,7 +119,7 @@ class AgentClient:
                 raise AgentTimeout(
                     f"the agent at {self.base_url} did not answer {name} within {self.timeout:g} s"
                 ) from None
-            raise AgentError(f"no agent answering at {self.base_url}: {exc.reason}") from None
+            raise AgentUnreachable(f"no agent answering at {self.base_url}: {exc.reason}") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             # HTTPException: a response that is not HTTP (BadStatusLine, IncompleteRead, ...).
             detail = " ".join(f"{type(exc).__name__}: {exc!s:.200}".split())  # one line, whatever it sent

@@ -115,7 +115,7 @@ def _history_file(text: str) -> Path:
 
 
 def _duration(text: str) -> float:
-    from memsoak.locust.options import parse_duration
+    from memsoak.defaults import parse_duration
 
     try:
         return parse_duration(text)
@@ -161,7 +161,7 @@ def _add_format(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
-    from memsoak.locust.options import DEFAULT_CHECKPOINTS, DEFAULT_HISTORY, DEFAULT_REQUESTS, DEFAULT_WARMUP
+    from memsoak.defaults import DEFAULT_CHECKPOINTS, DEFAULT_HISTORY, DEFAULT_REQUESTS, DEFAULT_WARMUP
     from memsoak.run import DEFAULT_APP, DEFAULT_LOCUSTFILE
 
     p = commands.add_parser("run", help="hunt a leak: drive N requests at a target and report")
@@ -253,7 +253,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _add_verdict_options(p: _Parser) -> None:
     from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types
-    from memsoak.locust.options import DEFAULT_RETENTION_SECONDS
+    from memsoak.defaults import DEFAULT_RETENTION_SECONDS
 
     group = p.add_argument_group("verdict thresholds (README: How memsoak decides)")
     defaults = Thresholds()
@@ -275,7 +275,7 @@ def _add_verdict_options(p: _Parser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from memsoak.locust.options import DEFAULT_REQUESTS
+    from memsoak.defaults import DEFAULT_REQUESTS
     from memsoak.run import RunOptions, detect_revision, run
     from memsoak.rundir import default_out_dir
 
@@ -404,7 +404,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _history_path(args: argparse.Namespace) -> Path:
-    from memsoak.locust.options import DEFAULT_HISTORY
+    from memsoak.defaults import DEFAULT_HISTORY
 
     return Path(args.history or os.environ.get("MEMSOAK_HISTORY") or DEFAULT_HISTORY)
 

@@ -17,7 +17,7 @@ from memsoak.agent_client import AgentClient
 from memsoak.errors import MemsoakError, TargetError
 from memsoak.history import History
 from memsoak.rundir import RunDir, render_run
-from memsoak.target import TargetProcess, last_lines
+from memsoak.target import START_TIMEOUT_S, TargetProcess, last_lines
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
@@ -185,6 +185,8 @@ def _drive_locust(
 
     env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
     command = locust_command(options, url)
+    if target is not None:
+        command += ["--memsoak-agent-wait", f"{START_TIMEOUT_S:g}"]
     workers: list[subprocess.Popen[bytes]] = []
     if options.workers:
         port = free_port()
@@ -213,6 +215,12 @@ def _run_locust_master(
             bufsize=1,
         )
         if target is not None:
+            try:
+                target.wait_ready()
+            except MemsoakError:
+                process.kill()
+                process.wait()
+                raise
             target.watch(on_death=lambda: _stop_later(process, DEAD_TARGET_GRACE_S))
         assert process.stdout is not None
         try:
@@ -260,12 +268,12 @@ def _record_target_death(options: RunOptions, target: TargetProcess) -> str:
 
 
 def _failure_event(out: Path) -> str:
-    """The plugin's account of how the target failed, from the saved run."""
+    """The plugin's account of how the target (or the load) failed, from the saved run."""
     try:
         events = RunDir(out).load()[0].events
     except MemsoakError:
         events = []
-    failures = [e for e in events if "target failed at" in e]
+    failures = [e for e in events if "target failed at" in e or "load failed at" in e]
     if not failures:
         return "the target failed"
     return failures[0].split(" ", 1)[1]  # without the HH:MM:SS prefix: it says the time itself
@@ -286,8 +294,11 @@ def run(options: RunOptions) -> int:
         _check_agent(url, token)
     else:
         token = options.agent_token or secrets.token_hex(24)
-        target = TargetProcess.start(
+        # Launched, not awaited: Locust starts meanwhile (both spend seconds importing) and its
+        # plugin waits for the agent to answer (--memsoak-agent-wait) before any load.
+        target = TargetProcess.launch(
             options.app or DEFAULT_APP,
+            port=free_port(),
             token=token,
             log_path=options.out / "target.log",
             app_dir=options.app_dir,

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from memsoak.errors import MemsoakError, TargetError
 
@@ -33,7 +34,14 @@ class TargetProcess:
         return self.process.pid
 
     @classmethod
-    def start(
+    def start(cls, app: str, **launch_args: Any) -> TargetProcess:
+        """Launch the target and wait until it serves."""
+        target = cls.launch(app, **launch_args)
+        target.wait_ready()
+        return target
+
+    @classmethod
+    def launch(
         cls,
         app: str,
         *,
@@ -42,8 +50,11 @@ class TargetProcess:
         app_dir: str | None = None,
         frames: int | None = None,
         extra_args: tuple[str, ...] = (),
+        port: int = 0,
     ) -> TargetProcess:
-        command = [sys.executable, "-m", "memsoak.serve", app, "--bind", "127.0.0.1:0"]
+        """Start the target's process without waiting for it: `url` is known once `wait_ready`
+        returns (or at once, with a fixed `port`)."""
+        command = [sys.executable, "-m", "memsoak.serve", app, "--bind", f"127.0.0.1:{port}"]
         if app_dir:
             command += ["--app-dir", app_dir]
         if frames is not None:
@@ -59,8 +70,12 @@ class TargetProcess:
             )
         finally:
             log.close()
-        url = cls._wait_ready(process, log_path)
-        return cls(process, url, log_path)
+        return cls(process, f"http://127.0.0.1:{port}" if port else "", log_path)
+
+    def wait_ready(self) -> None:
+        """Wait for the target's ready line; TargetError (or MemsoakError for an app that cannot
+        be imported) when it dies or stays silent first."""
+        self.url = self._wait_ready(self.process, self.log_path)
 
     @staticmethod
     def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> str:

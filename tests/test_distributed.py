@@ -115,3 +115,30 @@ def test_workers_pause_at_every_checkpoint(memsoak, tmp_path: Path) -> None:
     assert report["verdict"] == "leak"
     assert report["suspects"][0]["file"].endswith("seed_leak/fetchuserdata.py")
     assert sorted((out).glob("locust-worker-*.log")) and len(list(out.glob("locust-worker-*.log"))) == 2
+
+
+def test_soak_on_the_clock_with_locust_workers(memsoak, tmp_path: Path) -> None:
+    """`--duration` with `--workers`: the load goes in short drained chunks, so each clock
+    checkpoint and the end come at an exact count, which the target's own counters confirm."""
+    out = tmp_path / "out"
+    result = memsoak(
+        "run", "--app", "targets.soak.steady_leak:app", "--workers", "2", "--server", "gunicorn",
+        "--server-workers", "2", "--duration", "16s", "--checkpoint-every", "4s", "--warmup", "50",
+        "--frames", "3", "--users", "4", "--spawn-rate", "100", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    labels = [p.stem.split("-", 1)[1] for p in sorted((out / "snapshots").glob("*.json"))]
+    assert labels[0] == "baseline" and labels[-1] == "final" and labels.count("checkpoint") >= 2, labels
+    counts = []
+    for path in sorted((out / "snapshots").glob("*.json")):
+        doc = json.loads(path.read_text())
+        assert sum(w["requests_served"] for w in doc["workers"]) == 50 + doc["requests"], path.name
+        counts.append(doc["requests"])
+    assert counts == sorted(counts) and counts[0] == 0 and counts[-1] > counts[1] > 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "leak"  # steady_leak's "Expected verdict: leak"
+    assert report["suspects"][0]["file"].endswith("targets/soak/steady_leak.py")
+    assert report["requests"]["measured"] == counts[-1]
+    state = json.loads((out / "run.json").read_text())
+    assert state["status"] == "finished"
+    assert not any("stopped after" in event for event in state["events"])  # it ran its course

@@ -406,23 +406,70 @@ def test_agent_keeps_no_snapshots_between_snapshots() -> None:
     assert max(sizes) < 2 * 1024 * 1024, sizes
 
 
+def _locust_workers(run: Run, count: int) -> list[psutil.Process]:
+    workers = [child for child in psutil.Process(run.process.pid).children() if "--worker" in child.cmdline()]
+    assert len(workers) == count
+    return workers
+
+
+def _served_at_each_snapshot(run: Run, warmup: int) -> None:
+    """Each snapshot saw exactly the requests it claims: the target's workers count what they
+    served, and the sum is the warm-up plus the snapshot's measured requests, on the dot."""
+    for path in sorted((run.out / "snapshots").glob("*.json")):
+        doc = json.loads(path.read_text())
+        assert sum(w["requests_served"] for w in doc["workers"]) == warmup + doc["requests"], path.name
+
+
+# Two target processes, so every snapshot carries the target's own request count per worker.
+DISTRIBUTED_RUN = (*SLOW_RUN[:7], "2", *SLOW_RUN[8:], "--server-workers", "2", "--spawn-rate", "100")
+
+
 def test_locust_worker_killed_in_distributed_mode(runs: Callable[..., Run]) -> None:
-    """A Locust worker killed mid-run: the run fails clearly and by itself, with its report."""
-    pytest.importorskip("memsoak.locust.distributed", reason="distributed mode (issue #5) is not merged yet")
-    run = runs(*SLOW_RUN, "--workers", "2", "--spawn-rate", "100")
+    """A Locust worker killed mid-phase: once the other has drained, the master counts on the
+    target what the lost one left undone and sends it to the survivor. The budget stays exact
+    and the report says what happened."""
+    run = runs(*DISTRIBUTED_RUN, "--workers", "2")
     run.wait_for(lambda: run.checkpoints_taken() >= 1)
-    workers = [
-        child
-        for child in psutil.Process(run.process.pid).children()
-        if "--worker" in child.cmdline() or "--worker" in " ".join(child.cmdline())
-    ]
-    assert len(workers) == 2
-    workers[0].kill()
-    run.finish()  # ends by itself, within the bound
+    time.sleep(0.5)  # into the next phase (1,000 requests at 10 ms each over 5 users: seconds)
+    _locust_workers(run, 2)[0].kill()
+    assert run.finish() == 0, run.stderr()
     assert "Traceback" not in run.stderr()
     report = run.report()
-    lost = [e for e in report["events"] if "worker" in e.lower() and "failed" in e]
-    assert lost, report["events"]
-    assert "failed" in run.stdout()  # said in the terminal summary too
-    assert report["requests"]["measured"] < 2000
+    assert report["requests"]["measured"] == 2000
+    assert [c["requests"] for c in report["checkpoints"]] == [0, 1000, 2000]
+    _served_at_each_snapshot(run, 50)
+    assert report["verdict"] == expected_verdict(SLOW)
+    stats = report["locust_stats"]
+    assert stats["workers_lost"] == 1 and stats["requests_not_made"] == 0
+    assert 0 < stats["requests_resent"] < 1000
+    events = " | ".join(report["events"])
+    assert "lost (no heartbeat)" in events
+    assert f"re-sent the {stats['requests_resent']} requests" in events
+    markdown = (run.out / "report.md").read_text()
+    assert f"1 Locust worker(s) lost, {stats['requests_resent']:,} requests re-sent" in markdown
+    assert "re-sent the" in run.stdout()  # said in the terminal too
+    assert_no_partial_files(run.out)
+
+
+def test_last_locust_worker_killed_in_distributed_mode(runs: Callable[..., Run]) -> None:
+    """No worker left to take the rest: exit 3 with one line, and the report says exactly how
+    many requests of the budget were not made; what was made is measured, on the dot."""
+    run = runs(*DISTRIBUTED_RUN, "--workers", "1")
+    run.wait_for(lambda: run.checkpoints_taken() >= 1)
+    time.sleep(0.5)
+    _locust_workers(run, 1)[0].kill()
+    assert run.finish() == 3
+    error = run.stderr().strip().splitlines()
+    assert len(error) == 1 and "Traceback" not in run.stderr(), run.stderr()
+    assert "load failed at" in error[0] and "were not made" in error[0]
+    report = run.report()
+    stats = report["locust_stats"]
+    assert stats["workers_lost"] == 1 and stats["requests_resent"] == 0
+    measured = report["requests"]["measured"]
+    assert 1000 <= measured < 2000
+    assert measured + stats["requests_not_made"] == 2000
+    assert f"{stats['requests_not_made']} requests of the budget of 2050 were not made" in error[0]
+    _served_at_each_snapshot(run, 50)
+    assert report["checkpoints"][-1]["requests"] == measured
+    assert "not made" in (run.out / "report.md").read_text()
     assert_no_partial_files(run.out)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis.model import Frame, RequestCounts, RunData, Sample, SiteStat, Snapshot
+from analysis.model import Frame, RequestCounts, RunData, Sample, SiteStat, Snapshot, WorkerMemory
 from analysis.report import build_report
 from analysis.report_io import ReportFormatError, loads_report, report_from_dict
 from analysis.snapshot_io import SnapshotFormatError, loads_snapshot, snapshot_from_dict, snapshot_to_dict
@@ -97,8 +98,24 @@ def _snapshot(requests: int, leaked: int) -> Snapshot:
     )
 
 
+def _merged(requests: int, leaked: int) -> Snapshot:
+    """Two workers, the leak mostly in the second (a multi-worker target's merged snapshot)."""
+    one = _snapshot(requests, leaked)
+    sites = {
+        traceback: SiteStat(stat.size, stat.count, (stat.size // 4, stat.size - stat.size // 4))
+        for traceback, stat in one.sites.items()
+    }
+    workers = (
+        WorkerMemory(41, 1000, 500, requests // 4),
+        WorkerMemory(43, 3000, 1500, requests - requests // 4),
+    )
+    return replace(one, sites=sites, workers=workers)
+
+
 SNAPSHOTS = [_snapshot(0, 1000), _snapshot(500, 500_000), _snapshot(1000, 1_000_000)]
 VALID_SNAPSHOT = snapshot_to_dict(SNAPSHOTS[1])
+MERGED = [_merged(0, 1000), _merged(1000, 1_000_000)]
+VALID_MERGED = snapshot_to_dict(MERGED[1])
 RUN = RunData(
     snapshots=SNAPSHOTS,
     samples=[Sample(r, r / 100, 50_000_000 + r * 1000, 8_000_000 + r * 1000) for r in range(0, 1001, 100)],
@@ -165,6 +182,28 @@ def test_snapshot_loader_on_damaged_snapshots(data: st.DataObject) -> None:
         return
     # Whatever loads, the analysis can use.
     build_report(RunData([SNAPSHOTS[0], snapshot], [], RequestCounts(0, 500, 0)))
+
+
+@FUZZ
+@given(st.data())
+def test_snapshot_loader_on_damaged_merged_snapshots(data: st.DataObject) -> None:
+    """The per-worker parts of a merged snapshot (`workers`, `site_workers`) too."""
+    doc = copy.deepcopy(VALID_MERGED)
+    key = data.draw(st.sampled_from(["workers", "site_workers", "sites"]))
+    doc[key] = mutate(doc[key], data)
+    try:
+        snapshot = loads_snapshot(json.dumps(doc))
+    except SnapshotFormatError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 300
+        return
+    report = build_report(RunData([MERGED[0], snapshot], [], RequestCounts(0, 1000, 0)))
+    report_to_dict(report)
+
+
+def test_valid_merged_snapshot_loads_with_its_worker_suspects() -> None:
+    assert snapshot_from_dict(VALID_MERGED) == MERGED[1]
+    report = build_report(RunData(list(MERGED), [], RequestCounts(0, 1000, 0)))
+    assert [round(row.suspects[0].share, 2) for row in report.workers] == [0.25, 0.75]
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,8 @@ def test_merge_sums_sites_per_traceback_across_frame_tables() -> None:
     merged = snapshot_from_dict(merge_snapshot_docs([two, one], {1: 10, 2: 20}))
     leak = (Frame(*b), Frame(*a))  # type: ignore[arg-type]
     assert merged.sites[leak].size == 350 and merged.sites[leak].count == 3
+    assert merged.sites[leak].workers == (100, 250)  # in pid order, whatever order they came in
+    assert merged.sites[(Frame(*c),)].workers == (5, 0)  # type: ignore[arg-type]
     assert merged.sites[(Frame(*c),)].size == 5  # type: ignore[arg-type]
     assert merged.rss_bytes == 4000 and merged.traced_bytes == 2000
     assert merged.duration_s == 0.2  # concurrent: the longest pause
@@ -65,7 +67,21 @@ def test_leak_found_with_four_gunicorn_workers(memsoak, tmp_path: Path) -> None:
     assert report["rss_bytes"]["end"] == sum(w["rss_end"] for w in workers)
     for path in (out / "snapshots").glob("*.json"):
         assert len(json.loads(path.read_text())["workers"]) == 4, path.name
-    assert "## Target workers" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "## Target workers" in markdown
+    # Each worker's share of the leak, over the requests it served: the same ~40 KB per request.
+    leak = {w["pid"]: next(s for s in w["suspects"] if s["rank"] == 1) for w in workers}
+    for worker in workers:
+        grown = leak[worker["pid"]]
+        assert (grown["file"], grown["line"], grown["rank"]) == (top["file"], 6, 1), worker
+        if worker["requests_served"] >= 50:  # too few requests make a noisy ratio
+            assert 30_000 < grown["bytes_per_request"] < 55_000, worker
+        assert len(worker["suspects"]) <= 5
+    shares = sum(s["share"] for s in leak.values())
+    assert abs(shares - 1) < 0.01, shares
+    assert sum(s["size_diff"] for s in leak.values()) == top["size_diff"]
+    table = markdown.split("### Suspects per worker", 1)[1]
+    assert all(f"| {w['pid']} | #1 | `{top['file']}:6` |" in table for w in workers)
 
 
 def test_any_worker_answers_for_all_and_restarted_workers_join(start_target, token: str) -> None:

@@ -16,9 +16,9 @@ from analysis.regression import RegressionRule, judge
 from analysis.report import Report, Suspect, Verdict
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend
+from memsoak.defaults import parse_duration
 from memsoak.history import History, HistoryError
 from memsoak.history_view import sparkline
-from memsoak.locust.options import parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
 

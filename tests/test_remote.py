@@ -86,3 +86,60 @@ def test_harness_code_never_reads_memory_locally() -> None:
             else:
                 continue
             assert not any(n.split(".")[0] in ("psutil", "resource") for n in names), file
+
+
+def _plain_locust(url: str, token: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles" / "seed.py"), "--headless",
+         "--only-summary", "-u", "5", "-r", "5", "--host", url, "-t", "300s",
+         "--memsoak-requests", "200", "--memsoak-warmup", "20", "--memsoak-checkpoints", "1",
+         "--memsoak-out", str(out), *extra],
+        cwd=out.parent, env={**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_locust_waits_for_a_target_that_starts_after_it(tmp_path: Path, token: str) -> None:
+    """What `memsoak run` does to start both at once: Locust first, the target a little later."""
+    from memsoak.run import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    locust = _plain_locust(url, token, tmp_path / "out", "--memsoak-agent-wait", "120")
+    try:
+        assert locust.stdout is not None
+        for line in locust.stdout:  # Locust logs this before its init event, where the plugin waits
+            if "Starting Locust" in line:
+                break
+        with open(tmp_path / "serve.log", "wb") as log:
+            target = subprocess.Popen(
+                [sys.executable, "-m", "memsoak", "serve", SEED, "--app-dir", str(REPO), "--frames", "2",
+                 "--bind", url.removeprefix("http://")],
+                stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "MEMSOAK_TOKEN": token},
+            )  # fmt: skip
+        try:
+            output, _ = locust.communicate(timeout=600)
+        finally:
+            target.terminate()
+            target.wait(30)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.wait()
+    assert locust.returncode == 0, output[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    # Not one request went out before the target answered: none failed, the budget is exact.
+    assert report["requests"] == {"warmup": 20, "measured": 200, "failed": 0}
+    assert report["verdict"] == "leak"
+
+
+def test_locust_gives_up_waiting_with_one_line(tmp_path: Path, token: str) -> None:
+    from memsoak.run import free_port
+
+    locust = _plain_locust(
+        f"http://127.0.0.1:{free_port()}", token, tmp_path / "out", "--memsoak-agent-wait", "1"
+    )
+    output, _ = locust.communicate(timeout=120)
+    assert locust.returncode == 2
+    errors = [line for line in output.splitlines() if line.startswith("memsoak: error:")]
+    assert len(errors) == 1 and "no agent answering" in errors[0], output[-2000:]
+    assert "Traceback" not in output

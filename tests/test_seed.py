@@ -150,6 +150,6 @@ def test_plain_locust_fails_fast_without_an_agent(tmp_path: Path) -> None:
         env={"MEMSOAK_TOKEN": "t"},
         timeout=120,
     )
-    assert result.returncode == 3  # the target failed: its agent does not answer
+    assert result.returncode == 2
     assert "memsoak: error: no agent answering" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,15 +10,26 @@ import csv
 import io
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 import junitparser
 import pytest
 
-from analysis.model import Frame, RequestCounts, RunData, Sample, SiteStat, Snapshot
+from analysis.model import Frame, RequestCounts, RunData, Sample, SiteStat, Snapshot, WorkerMemory
 from analysis.report import Report, build_report
-from analysis.writers import WRITERS, UnknownFormat, csv_series, html, junit, markdown, parse_formats
+from analysis.units import human_bytes
+from analysis.writers import (
+    WRITERS,
+    UnknownFormat,
+    csv_series,
+    html,
+    json_report,
+    junit,
+    markdown,
+    parse_formats,
+)
 from memsoak.cli import main
 from memsoak.rundir import RunDir
 
@@ -375,3 +386,79 @@ def test_run_refuses_an_unknown_format_before_starting_anything(capsys: pytest.C
     assert main(["run", "--format", "html,pdf"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown report format 'pdf'" in err
+
+
+# -- multi-worker targets --------------------------------------------------------------------
+
+
+def _two_workers(snapshot: Snapshot) -> Snapshot:
+    """`snapshot` as if merged from two workers: 101 served a quarter of the requests and holds a
+    quarter of the leak; the cache lives in 102 only."""
+    sites = {}
+    for traceback, stat in snapshot.sites.items():
+        first = 0 if traceback == CACHE_TB else stat.size // 4
+        sites[traceback] = SiteStat(stat.size, stat.count, (first, stat.size - first))
+    quarter = snapshot.requests // 4
+    workers = (
+        WorkerMemory(101, snapshot.rss_bytes // 4, snapshot.traced_bytes // 4, 50 + quarter),
+        WorkerMemory(102, snapshot.rss_bytes - snapshot.rss_bytes // 4, 0, 150 + snapshot.requests - quarter),
+    )
+    return replace(snapshot, sites=sites, workers=workers)
+
+
+@pytest.fixture(scope="module")
+def workers_report() -> Report:
+    run = leak_run()
+    run.snapshots = [_two_workers(s) for s in run.snapshots]
+    report = build_report(run)
+    assert report.verdict.kind == "leak"
+    return report
+
+
+def test_every_writer_shows_each_workers_suspects(workers_report: Report, tmp_path: Path) -> None:
+    per_worker = LEAK_PER_REQUEST * MEASURED
+    doc = json.loads(_render(json_report, workers_report))
+    rows = {w["pid"]: w for w in doc["workers"]}
+    assert set(rows) == {101, 102}
+    assert rows[101]["requests_served"] == MEASURED // 4
+    leak_101 = rows[101]["suspects"][0]
+    assert (leak_101["file"], leak_101["line"], leak_101["rank"]) == (APP, 6, 1)
+    assert leak_101["size_diff"] == per_worker // 4
+    # Its share of the leak over its share of the requests: the same 40 KB per request.
+    assert leak_101["bytes_per_request"] == pytest.approx(LEAK_PER_REQUEST, rel=0.01)
+    assert leak_101["share"] == pytest.approx(0.25, abs=0.01)
+    assert len(rows[101]["suspects"]) == len(doc["suspects"][:5])
+    # The cache (a plateau, ranked after the leak) grew in 102 alone.
+    cache = {w: [s for s in rows[w]["suspects"] if s["file"] == "/srv/app/cache.py"] for w in rows}
+    assert cache[102][0]["share"] == 1.0 and cache[101][0]["size_diff"] == 0
+
+    markdown_text = _render(markdown, workers_report)
+    section = markdown_text.split("### Suspects per worker", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| 10")]
+    assert table[0].startswith(f"| 101 | #1 | `{APP}:6` |") and table[0].endswith("| 25% |")
+    assert any(line.startswith(f"| 102 | #1 | `{APP}:6` |") and line.endswith("| 75% |") for line in table)
+
+    page = _page(_render(html, workers_report))
+    header, *cells = page.rows["workers"]
+    assert header[0] == "pid" and header[-1] == "top suspects in this worker"
+    by_pid = {row[0]: row for row in cells}
+    assert "fetchuserdata.py:6" in by_pid["101"][-1] and "(25%)" in by_pid["101"][-1]
+    assert set(by_pid) == {"101", "102", "total"}
+    assert by_pid["total"][3] == human_bytes(sum(w.rss_end for w in workers_report.workers))
+
+    failure = ET.fromstring(_render(junit, workers_report)).find(".//failure")
+    assert failure is not None
+    assert f"worker 101 ({MEASURED // 4} requests): #1 40,000.0 B/request (25%)" in (failure.text or "")
+
+
+def test_no_per_worker_suspects_without_per_worker_sizes(workers_report: Report) -> None:
+    """Snapshots merged before the sizes were kept per worker: the rows stay, the suspects go."""
+    run = leak_run()
+    run.snapshots = [
+        replace(s, sites={t: SiteStat(v.size, v.count) for t, v in s.sites.items()})
+        for s in (_two_workers(s) for s in run.snapshots)
+    ]
+    report = build_report(run)
+    assert [row.pid for row in report.workers] == [101, 102]
+    assert all(row.suspects == () for row in report.workers)
+    assert "Suspects per worker" not in _render(markdown, report)

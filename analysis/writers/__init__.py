@@ -22,6 +22,16 @@ _MODULES: tuple[ModuleType, ...] = (json_report, markdown, html, junit, csv_seri
 WRITERS: dict[str, tuple[str, Render]] = {m.FORMAT: (m.FILENAME, m.render) for m in _MODULES}
 
 
+def preload(formats: Iterable[str] | None = None) -> None:
+    """Run the chosen writers' optional `preload()`: the imports a first render would pay for,
+    done while something else is waiting (the plugin calls it during the retention search)."""
+    for name in formats or WRITERS:
+        module = next(m for m in _MODULES if m.FORMAT == name)
+        warm_up = getattr(module, "preload", None)
+        if warm_up is not None:
+            warm_up()
+
+
 class UnknownFormat(ValueError):
     pass
 

@@ -196,7 +196,19 @@ def context(report: Report) -> dict[str, Any]:
         "suspects": [_suspect_row(i, s) for i, s in enumerate(report.suspects)],
         "parameters": sorted(report.parameters.items()),
         "locust_stats": _stats_rows(report.locust_stats),
+        "workers_rss": (
+            sum(row.rss_start for row in report.workers),
+            sum(row.rss_end for row in report.workers),
+        ),
     }
+
+
+def preload() -> None:
+    """Import what rendering needs (matplotlib alone takes most of a second), ahead of time."""
+    import jinja2  # noqa: F401
+    import markupsafe  # noqa: F401
+    import matplotlib.backends.backend_svg
+    import matplotlib.figure  # noqa: F401
 
 
 def render(report: Report, file: TextIO) -> None:

@@ -92,6 +92,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "parameters": report.parameters,
         "locust_stats": report.locust_stats,
         "events": list(report.events),
+        # Per process of a multi-worker target; "suspects": the top merged suspects in that
+        # process ({file, line, rank, size_diff, bytes_per_request, share}).
         "workers": [asdict(w) for w in report.workers],
     }
 

@@ -48,6 +48,12 @@ def _details(report: Report) -> str:
         lines.append(f"suspect {s.file}:{s.line}  {s.code}  {s.bytes_per_request:,.1f} B/request")
         if s.user_frame is not None:
             lines.append(f"  called from {s.user_frame.file}:{s.user_frame.line}  {s.user_frame.code}")
+    for row in report.workers:
+        if row.suspects:
+            grew = ", ".join(
+                f"#{s.rank} {s.bytes_per_request:,.1f} B/request ({s.share:.0%})" for s in row.suspects
+            )
+            lines.append(f"worker {row.pid} ({row.requests_served} requests): {grew}")
     return _x("\n".join(lines) + "\n")
 
 

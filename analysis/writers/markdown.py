@@ -24,6 +24,13 @@ def _load_line(stats: dict[str, object]) -> str:
         value = stats.get(key)
         if isinstance(value, int | float):
             parts.append(f"{value:,} {label}")
+    lost = stats.get("workers_lost")
+    if isinstance(lost, int) and lost:
+        parts.append(f"{lost} Locust worker(s) lost")
+        for key, label in (("requests_resent", "re-sent to the others"), ("requests_not_made", "not made")):
+            value = stats.get(key)
+            if isinstance(value, int) and value:
+                parts.append(f"{value:,} requests {label}")
     return ", ".join(parts)
 
 
@@ -41,6 +48,22 @@ def _evidence(report: Report, w: Callable[[str], object]) -> None:
             f"| #{rank} | {'yes' if s.steady else 'no'} "
             f"| {s.fit_per_request:,.1f} | {s.late_ratio:.2f} | {s.grew_share:.0%} | {steps} |\n"
         )
+
+
+def _worker_suspects(report: Report, w: Callable[[str], object]) -> None:
+    """How each top suspect grew in each worker: a leak every worker shares grows in proportion
+    to the requests each served; one that lives in a single worker shows up there alone."""
+    if not any(row.suspects for row in report.workers):
+        return
+    w("\n### Suspects per worker\n\n")
+    w("B/request is over the requests that worker served; share is of the merged growth.\n\n")
+    w("| pid | suspect | site | grew | B/request | share |\n| ---: | --- | --- | ---: | ---: | ---: |\n")
+    for row in report.workers:
+        for s in row.suspects:
+            w(
+                f"| {row.pid} | #{s.rank} | `{_cell(s.file)}:{s.line}` | {human_bytes(s.size_diff)} "
+                f"| {s.bytes_per_request:,.1f} | {s.share:.0%} |\n"
+            )
 
 
 def render(report: Report, file: TextIO) -> None:
@@ -98,6 +121,7 @@ def render(report: Report, file: TextIO) -> None:
         total_start = sum(row.rss_start for row in report.workers)
         total_end = sum(row.rss_end for row in report.workers)
         w(f"| total | | {human_bytes(total_start)} | {human_bytes(total_end)} | | |\n")
+        _worker_suspects(report, w)
     if report.events:
         w("\n## Events\n\n")
         for event in report.events:

@@ -23,7 +23,7 @@ import psutil
 from memsoak.agent.census import census
 
 _np: Any = None
-try:  # a dependency of scipy, so normally present; grouping falls back to sorting without it
+try:  # a dependency of memsoak, so normally present; grouping falls back to sorting without it
     import numpy
     import numpy.ctypeslib  # numpy loads it lazily: not inside a traced snapshot
 

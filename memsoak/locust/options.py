@@ -4,39 +4,20 @@ and a locust.conf key (memsoak-requests = 10000)."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types, thresholds_from
+from memsoak.defaults import (
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_HISTORY,
+    DEFAULT_REQUESTS,
+    DEFAULT_RETENTION_SECONDS,
+    DEFAULT_WARMUP,
+    parse_duration,
+)
 from memsoak.errors import MemsoakError
-
-DEFAULT_REQUESTS = 10_000
-DEFAULT_WARMUP = 200
-DEFAULT_CHECKPOINTS = 5
-DEFAULT_HISTORY = Path("memsoak-out") / "history.sqlite"
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in "8h", "10m", "1h30m", "90s" or "90". ValueError when it is none of those."""
-    compact = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0.0
-    while pos < len(compact):
-        match = _DURATION_PART.match(compact, pos)
-        if match is None:
-            raise ValueError(f"not a duration: {text!r} (e.g. 8h, 10m, 1h30m, 90s)")
-        total += float(match.group(1)) * _SECONDS[match.group(2)]
-        pos = match.end()
-    if not compact or not total > 0:
-        raise ValueError(f"not a positive duration: {text!r}")
-    return total
-
-
-DEFAULT_RETENTION_SECONDS = 20.0
 
 
 def add_options(parser: Any) -> None:
@@ -151,6 +132,14 @@ def add_options(parser: Any) -> None:
         help="seconds to wait for the agent, a snapshot included (default %(default)s)",
     )
     group.add_argument(
+        "--memsoak-agent-wait",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_MEMSOAK_AGENT_WAIT",
+        help="seconds to keep trying while nothing answers at the agent's address: a target "
+        "started at the same time as Locust (default %(default)s: fail at once)",
+    )
+    group.add_argument(
         "--memsoak-until-confident",
         action="store_true",
         default=False,
@@ -206,6 +195,7 @@ class Settings:
     fail_on_leak: bool
     sample_interval: float
     agent_timeout: float
+    agent_wait: float = 0.0
     formats: tuple[str, ...] = ()  # report writers to run; empty: all
     duration_s: float | None = None  # a time-bound soak: no request budget
     checkpoint_every_s: float | None = None
@@ -236,6 +226,10 @@ class Settings:
             raise MemsoakError(f"--memsoak-checkpoints must be 1..1000, got {options.memsoak_checkpoints}")
         if not options.memsoak_sample_interval > 0 or not options.memsoak_agent_timeout > 0:
             raise MemsoakError("--memsoak-sample-interval and --memsoak-agent-timeout must be positive")
+        if not 0 <= options.memsoak_agent_wait <= 3600:
+            raise MemsoakError(
+                f"--memsoak-agent-wait must be 0..3600 seconds, got {options.memsoak_agent_wait}"
+            )
         agent_url = options.memsoak_agent_url or options.host or ""
         if not agent_url:
             raise MemsoakError("no target: pass --host (or --memsoak-agent-url)")
@@ -269,6 +263,7 @@ class Settings:
             fail_on_leak=bool(options.memsoak_fail_on_leak),
             sample_interval=options.memsoak_sample_interval,
             agent_timeout=options.memsoak_agent_timeout,
+            agent_wait=options.memsoak_agent_wait,
             formats=formats,
             duration_s=duration_s,
             checkpoint_every_s=every_s,

@@ -22,7 +22,9 @@ from analysis.report import Report, build_report
 from analysis.sequential import confident_checkpoints, settled
 from analysis.thresholds import Thresholds
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
-from memsoak.agent_client import AgentClient, AgentError, AgentTimeout
+from analysis.writers import preload as preload_writers
+from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
+from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
@@ -73,6 +75,7 @@ class MemsoakPlugin:
         self.store = SnapshotStore(self.data.snapshots)
         self.failed_measured = 0
         self.target_failed = False
+        self.load_failed = False  # the load could not be completed (distributed: no worker left)
         self._measuring_since: float | None = None
         self._snapshotting = False
         self._sampler: gevent.Greenlet | None = None
@@ -91,9 +94,20 @@ class MemsoakPlugin:
         self._window_pending = False
 
     def check_agent(self) -> None:
-        """Raise AgentRefused (exit 2) when the agent refuses the token, AgentError (a TargetError,
-        exit 3) when none answers."""
-        self.agent.status()
+        """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token. While
+        nothing is listening yet, keep trying for `agent_wait` seconds: `memsoak run` starts the
+        target and Locust side by side, and Locust is usually ready first."""
+        deadline = time.monotonic() + self.settings.agent_wait
+        while True:
+            try:
+                self.agent.status()
+                return
+            except AgentUnreachable as exc:
+                if time.monotonic() >= deadline:
+                    raise MemsoakError(str(exc)) from None
+            except AgentError as exc:
+                raise MemsoakError(str(exc)) from None
+            time.sleep(0.05)
 
     def register(self, environment: Environment) -> None:
         self.environment = environment
@@ -116,7 +130,7 @@ class MemsoakPlugin:
         settings = self.settings
         if settings.duration_s is not None:
             # A soak: the only boundary is the end of warm-up; the clock drives the checkpoints.
-            self.gate = RequestGate([settings.warmup], self._on_boundary, open_ended=True)
+            self.gate = self._make_soak_gate(settings.warmup)
         else:
             if settings.watch:
                 boundaries = [
@@ -140,6 +154,12 @@ class MemsoakPlugin:
 
     def _make_gate(self, boundaries: list[int]) -> RequestGate:
         return RequestGate(boundaries, self._on_boundary)
+
+    def _make_soak_gate(self, warmup: int) -> RequestGate:
+        return RequestGate([warmup], self._on_boundary, open_ended=True)
+
+    def _end_soak(self) -> None:
+        self._quit()
 
     def _on_quitting(self, **_: Any) -> None:
         # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
@@ -195,15 +215,19 @@ class MemsoakPlugin:
             measured=measured,
             failed=self.failed_measured,
         )
-        self.data.locust_stats = _locust_stats(environment)
+        self.data.locust_stats = self._load_stats(environment)
         self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
+        # The reports' imports run while the target searches (they are the Locust side's CPU,
+        # the search the target's), not after it.
+        preloading = gevent.spawn(preload_writers, self.settings.formats or None)
         # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
             self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
+        preloading.join()
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()
-        status = "failed" if self.target_failed else "finished"
+        status = "failed" if self.target_failed or self.load_failed else "finished"
         self.run_dir.save_state(self.data, status)
         paths = self.run_dir.write_reports(self.report, self.settings.formats or None)
         if self.progress:
@@ -214,9 +238,9 @@ class MemsoakPlugin:
         # The history tells a run cut short (Ctrl-C, --max-time) from one that ran its course:
         # only the latter are a baseline for the regression check.
         regressed = self._history_finish(
-            status if self.target_failed or complete else "interrupted", self.report
+            status if self.target_failed or self.load_failed or complete else "interrupted", self.report
         )
-        if self.target_failed:
+        if self.target_failed or self.load_failed:
             environment.process_exit_code = EXIT_TARGET_FAILED
         elif self.settings.fail_on_leak and self.report.verdict.kind == "leak":
             environment.process_exit_code = EXIT_LEAK
@@ -352,7 +376,7 @@ class MemsoakPlugin:
             step = max(step + 1, int((time.monotonic() - started) / every) + 1)
         gevent.sleep(max(0.0, end - time.monotonic()))
         self._clock_done = True
-        self._quit()
+        self._end_soak()
 
     def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
         # A reading just before the snapshot: RSS growth between snapshots is what requests drive,
@@ -589,6 +613,9 @@ class MemsoakPlugin:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")
         if self.progress:
             print(f"memsoak: {message}", flush=True)
+
+    def _load_stats(self, environment: Environment) -> dict[str, object]:
+        return _locust_stats(environment)
 
     def _parameters(self, environment: Environment) -> dict[str, object]:
         options = environment.parsed_options

@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="targets.seed_fixed.app:app")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-time", type=int, default=7200)
+    parser.add_argument(
+        "--frames", type=int, help="traceback depth traced in the target (memsoak's default if unset)"
+    )
     args = parser.parse_args(argv)
 
     out: Path = args.out
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "--app", args.app, "--requests", str(args.requests), "--warmup", str(args.warmup),
         "--checkpoints", str(args.checkpoints), "--users", str(args.users),
         "--max-time", str(args.max_time), "--out", str(out / "run"),
+        *(["--frames", str(args.frames)] if args.frames else []),
     ]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

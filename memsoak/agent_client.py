@@ -23,6 +23,12 @@ class AgentError(TargetError):
     """The agent did not answer, or answered with an error."""
 
 
+class AgentRefused(AgentError):
+    """The agent answered but refused the token: a configuration error, not a failed target."""
+
+    exit_code = 2
+
+
 class AgentTimeout(AgentError):
     """The agent did not answer within the client's timeout (a hung or stopped target)."""
 
@@ -98,7 +104,7 @@ class AgentClient:
                 payload: bytes = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
-                raise AgentError(
+                raise AgentRefused(
                     f"the agent at {self.base_url} refused the token (HTTP {exc.code})"
                 ) from None
             if exc.code == RATE_LIMITED:

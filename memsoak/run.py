@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from memsoak.agent_client import AgentClient, AgentError
+from memsoak.agent_client import AgentClient
 from memsoak.errors import MemsoakError, TargetError
 from memsoak.history import History
 from memsoak.rundir import RunDir, render_run
@@ -93,10 +93,9 @@ def detect_revision(directory: str | Path) -> str:
 
 
 def _check_agent(url: str, token: str) -> None:
-    try:
-        AgentClient(url, token, timeout=10).status()
-    except AgentError as exc:
-        raise MemsoakError(str(exc)) from None
+    """A wrong token is exit 2 (AgentRefused); no agent answering there is exit 3, as for a
+    started target that does not come up (AgentError is a TargetError)."""
+    AgentClient(url, token, timeout=10).status()
 
 
 def locust_command(options: RunOptions, url: str) -> list[str]:

@@ -51,12 +51,17 @@ class RunDir:
 
     def save_snapshot(self, doc: dict[str, Any], requests: int, label: str) -> Snapshot:
         """Validate an agent snapshot, stamp it with the measured request count and keep it."""
+        return self.write_snapshot(doc, requests, label)[0]
+
+    def write_snapshot(self, doc: dict[str, Any], requests: int, label: str) -> tuple[Snapshot, Path]:
+        """`save_snapshot`, also saying which file holds it."""
         doc["requests"] = requests
         snapshot = snapshot_from_dict(doc)
         sequence = len(list((self.path / SNAPSHOT_DIR).glob("*.json")))
-        with atomic_text(self.path / SNAPSHOT_DIR / f"{sequence:03d}-{label}.json") as file:
+        path = self.path / SNAPSHOT_DIR / f"{sequence:03d}-{label}.json"
+        with atomic_text(path) as file:
             json.dump(doc, file, separators=(",", ":"))
-        return snapshot
+        return snapshot, path
 
     def save_state(self, run: RunData, status: str) -> None:
         state = {

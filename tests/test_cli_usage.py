@@ -58,11 +58,14 @@ def test_app_that_raises_on_import(memsoak, tmp_path: Path) -> None:
 
 
 def test_host_with_nothing_listening(memsoak, tmp_path: Path) -> None:
+    """No agent answering is a failed target (exit 3), not bad usage; and no load, no report."""
     url = f"http://127.0.0.1:{_free_port()}"
+    out = tmp_path / "o"
     line = _assert_one_line_error(
-        memsoak("run", "--host", url, "--agent-token", "t", "--out", str(tmp_path / "o"))
+        memsoak("run", "--host", url, "--agent-token", "t", "--out", str(out)), code=3
     )
-    assert "no agent answering" in line
+    assert line.startswith(f"memsoak: error: no agent answering at {url}")
+    assert not (out / "report.json").exists()
 
 
 def test_wrong_agent_token_is_refused(memsoak, start_target, tmp_path: Path) -> None:

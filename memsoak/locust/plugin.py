@@ -20,6 +20,7 @@ from analysis.model import RequestCounts, RunData, Sample, Snapshot
 from analysis.regression import judge
 from analysis.report import Report, build_report
 from analysis.sequential import confident_checkpoints, settled
+from analysis.thresholds import Thresholds
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from analysis.writers import preload as preload_writers
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
@@ -30,6 +31,7 @@ from memsoak.locust.options import Settings
 from memsoak.progress import ENV as PROGRESS_ENV
 from memsoak.progress import progress_line, summary_line
 from memsoak.rundir import RunDir
+from memsoak.snapshot_store import SnapshotStore
 from memsoak.summary import summary_lines
 
 logger = logging.getLogger("memsoak")
@@ -70,6 +72,7 @@ class MemsoakPlugin:
 
     def _reset(self) -> None:
         self.data = RunData(snapshots=[], samples=[], requests=RequestCounts(0, 0, 0))
+        self.store = SnapshotStore(self.data.snapshots)
         self.failed_measured = 0
         self.target_failed = False
         self.load_failed = False  # the load could not be completed (distributed: no worker left)
@@ -213,10 +216,10 @@ class MemsoakPlugin:
             failed=self.failed_measured,
         )
         self.data.locust_stats = self._load_stats(environment)
-        self.report = build_report(self.data, self.settings.thresholds)
+        self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
         # Before tracing is put back as it was: the search needs the traces.
         if self._find_retention(self.report):
-            self.report = build_report(self.data, self.settings.thresholds)
+            self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()
@@ -330,14 +333,24 @@ class MemsoakPlugin:
                 self._event(f"turning tracing off at the end failed: {exc}")
             self._tracing_turned_on = False
 
+    def snapshots_for_analysis(self, thresholds: Thresholds) -> list[Snapshot]:
+        """The run's snapshots with the sites analysis reads (the store holds only some)."""
+        snapshots = self.store.for_analysis(thresholds.suspect_min_total_bytes)
+        while self.store.unreadable:
+            self._event(f"snapshot file unreadable, its sites count as empty: {self.store.unreadable.pop(0)}")
+        return snapshots
+
+    def _for_analysis(self, data: RunData) -> RunData:
+        return replace(data, snapshots=self.snapshots_for_analysis(self.settings.thresholds))
+
     def _stop_if_settled(self, measured: int) -> None:
         data = self.data
         partial = RunData(
-            snapshots=data.snapshots,
+            snapshots=self.snapshots_for_analysis(self.settings.thresholds),
             samples=[s for s in data.samples if s.requests <= measured],
             requests=RequestCounts(self.settings.warmup + self._offset, measured, self.failed_measured),
         )
-        reason = settled(build_report(partial, self.settings.thresholds), data.snapshots)
+        reason = settled(build_report(partial, self.settings.thresholds), partial.snapshots)
         if reason is not None:
             self._event(f"verdict settled after {measured:,} measured requests: {reason}")
             self._quit()
@@ -372,7 +385,7 @@ class MemsoakPlugin:
             self._snapshotting = True  # the target is paused by design: the sampler waits
             try:
                 doc = self.agent.snapshot(MIN_SITE_BYTES)
-                snapshot = self.run_dir.save_snapshot(doc, measured, label)
+                snapshot, path = self.run_dir.write_snapshot(doc, measured, label)
             except (AgentError, ValueError) as exc:
                 message = f"{label} snapshot at {measured} measured requests failed: {exc}"
                 if required:
@@ -382,7 +395,7 @@ class MemsoakPlugin:
                 return False
             finally:
                 self._snapshotting = False
-            self.data.snapshots.append(snapshot)
+            self.store.add(snapshot, path)
             # What run.json says until the end: a run killed now reports up to this snapshot.
             self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
             self._event(

@@ -115,11 +115,13 @@ class MemoryTab:
         report = self.plugin.report
         if report is not None and self.plugin.gate is None:
             return report.suspects
-        snapshots = list(self.plugin.data.snapshots)
-        if len(snapshots) != self._suspects_for:
-            self._suspects_for = len(snapshots)
+        count = len(self.plugin.data.snapshots)
+        if count != self._suspects_for:
+            self._suspects_for = count
+            thresholds = Thresholds()
+            snapshots = self.plugin.snapshots_for_analysis(thresholds)
             measured = snapshots[-1].requests if snapshots else 0
-            self._suspects = find_suspects(snapshots, measured, Thresholds()) if len(snapshots) >= 2 else ()
+            self._suspects = find_suspects(snapshots, measured, thresholds) if len(snapshots) >= 2 else ()
         return self._suspects
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
 import gevent
+from gevent.event import Event
 from gevent.lock import Semaphore
 from locust.env import Environment
 
@@ -54,6 +56,9 @@ MAX_SAMPLE_FAILURES = 3
 MIN_SITE_BYTES = 256
 PROGRESS_INTERVAL_S = 0.5
 RETENTION_SUSPECTS = 3
+# How long Locust's quitting waits for test_stop to write the reports: a final snapshot (up to
+# --memsoak-agent-timeout), the retention search and the writers, with room to spare.
+FINISH_WAIT_S = 600.0
 
 
 class MemsoakPlugin:
@@ -68,6 +73,7 @@ class MemsoakPlugin:
         self.progress = os.environ.get(PROGRESS_ENV) == "1"
         self.history = History(settings.history) if settings.history else None
         self._snapshot_lock = Semaphore()  # the clock's checkpoint and the final one never overlap
+        self._finishing: Event | None = None  # set once test_stop's reports are written
         self._reset()
 
     def _reset(self) -> None:
@@ -113,7 +119,7 @@ class MemsoakPlugin:
         self.environment = environment
         environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
         environment.events.test_start.add_listener(self._on_test_start)
-        environment.events.test_stop.add_listener(self._on_test_stop)
+        environment.events.test_stop.add_listener(self._on_test_stop_until_done)
         environment.events.request.add_listener(self._on_request)
         if environment.web_ui is not None:
             from memsoak.locust.webui import MemoryTab
@@ -165,6 +171,13 @@ class MemsoakPlugin:
         # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
         if self.gate is not None:
             self._interrupted = True
+
+    def _on_test_stop_until_done(self, environment: Environment, **kwargs: Any) -> None:
+        self._finishing = Event()
+        try:
+            self._on_test_stop(environment, **kwargs)
+        finally:
+            self._finishing.set()
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
         if exception is not None and self._measuring_since is not None:
@@ -610,7 +623,16 @@ class MemsoakPlugin:
         if runner is not None:
             # With the web UI up, stop the load but keep the UI (and its Memory tab) serving.
             headless = self.environment is None or self.environment.web_ui is None
-            gevent.spawn(runner.quit if headless else runner.stop)
+            gevent.spawn(self._after_test_stop, runner.quit if headless else runner.stop)
+
+    def _after_test_stop(self, action: Callable[[], None]) -> None:
+        """Run `action` (a quit) once test_stop, if it is under way, has written the reports: a
+        quit kills the runner's greenlets, test_stop's among them when Locust fired it from one
+        (a master stops from its heartbeat greenlet when the last worker goes missing)."""
+        finishing = self._finishing
+        if finishing is not None:
+            finishing.wait(FINISH_WAIT_S)
+        action()
 
     def _event(self, message: str) -> None:
         self.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")

@@ -294,6 +294,7 @@ def run(options: RunOptions) -> int:
         _check_agent(url, token)
     else:
         token = options.agent_token or secrets.token_hex(24)
+        multi_worker = options.server != "gevent" or options.server_workers != 1
         # Launched, not awaited: Locust starts meanwhile (both spend seconds importing) and its
         # plugin waits for the agent to answer (--memsoak-agent-wait) before any load.
         target = TargetProcess.launch(
@@ -305,12 +306,16 @@ def run(options: RunOptions) -> int:
             frames=options.frames,
             extra_args=(
                 ("--server", options.server, "--workers", str(options.server_workers))
-                if options.server != "gevent" or options.server_workers != 1
+                if multi_worker
                 # Warm-up runs untraced, at full speed; the plugin turns tracing on at the
                 # baseline. Multi-worker targets have no such switch: they trace from the start.
                 else ("--no-trace",)
             ),
         )
+        if multi_worker:
+            # The first worker's agent answers before the others have registered for the
+            # fan-out: the baseline must see every worker, so Locust waits for the ready line.
+            target.wait_ready()
         url = target.url
     plan = (
         f"a {options.duration_s:g} s soak"

@@ -27,6 +27,7 @@ class TargetProcess:
         self.url = url
         self.log_path = log_path
         self.died_at: float | None = None  # wall-clock time the watcher saw it gone
+        self.ready = False  # its ready line was read
         self._stopping = False
 
     @property
@@ -75,7 +76,9 @@ class TargetProcess:
     def wait_ready(self) -> None:
         """Wait for the target's ready line; TargetError (or MemsoakError for an app that cannot
         be imported) when it dies or stays silent first."""
-        self.url = self._wait_ready(self.process, self.log_path)
+        if not self.ready:
+            self.url = self._wait_ready(self.process, self.log_path)
+            self.ready = True
 
     @staticmethod
     def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tracemalloc
@@ -22,6 +23,12 @@ def _no_tracemalloc_leftovers() -> Iterator[None]:
     yield
     if tracemalloc.is_tracing():
         tracemalloc.stop()
+
+
+def default_sigint() -> None:
+    """preexec_fn for a process a test will Ctrl-C: a test run started in the background
+    (`cmd &` in a non-interactive shell) inherits SIGINT ignored, and so would memsoak."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

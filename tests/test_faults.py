@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from memsoak.agent_client import AgentClient
+from tests.conftest import default_sigint
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_BOUND_S = 240  # no run here takes near this; a hang fails the test instead of the suite
@@ -54,6 +55,7 @@ class Run:
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=default_sigint,
             )
 
     def wait_for(self, what: Callable[[], bool], timeout: float = 120) -> None:

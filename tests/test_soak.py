@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from memsoak.history import History
 from memsoak.locust.gate import BudgetSpent, RequestGate
+from tests.conftest import default_sigint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -175,6 +176,7 @@ def _start_soak(tmp_path: Path) -> subprocess.Popen[str]:
          "--checkpoint-every", "2s", "--users", "4", "--warmup", "50", "--frames", "3",
          "--out", "run", "--history", "history.sqlite"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=default_sigint,
     )  # fmt: skip
 
 

@@ -220,7 +220,7 @@ def test_reports_show_growth_fit_and_retention() -> None:
 
 # -- the agent's retention search, on this process's own heap ------------------------------------
 
-_registry: dict[str, list[str]] = {}
+_registry: dict[str, bytes] = {}
 
 
 class Audit:
@@ -228,7 +228,9 @@ class Audit:
 
 
 def _remember(key: str) -> None:
-    _registry[key] = [key] * 50  # the "suspect" line
+    # bytes, not a list: a list object may come from CPython's free list, which tracemalloc never
+    # sees, so get_object_traceback() would find nothing for it (depending on earlier tests).
+    _registry[key] = bytes(400) + key.encode()  # the "suspect" line
 
 
 def _record(n: int) -> None:

@@ -12,6 +12,7 @@ DEFAULT_REQUESTS = 10_000
 DEFAULT_WARMUP = 200
 DEFAULT_CHECKPOINTS = 5
 DEFAULT_HISTORY = Path("memsoak-out") / "history.sqlite"
+DEFAULT_RETENTION_SECONDS = 20.0
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -30,6 +31,3 @@ def parse_duration(text: str) -> float:
     if not compact or not total > 0:
         raise ValueError(f"not a positive duration: {text!r}")
     return total
-
-
-DEFAULT_RETENTION_SECONDS = 20.0

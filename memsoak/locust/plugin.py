@@ -56,8 +56,8 @@ MAX_SAMPLE_FAILURES = 3
 MIN_SITE_BYTES = 256
 PROGRESS_INTERVAL_S = 0.5
 RETENTION_SUSPECTS = 3
-# How long Locust's quitting waits for test_stop to write the reports: a final snapshot (up to
-# --memsoak-agent-timeout), the retention search and the writers, with room to spare.
+# How long a quit asked for during test_stop waits for it to write the reports: a final snapshot
+# (up to --memsoak-agent-timeout), the retention search and the writers, with room to spare.
 FINISH_WAIT_S = 600.0
 
 

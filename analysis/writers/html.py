@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from analysis.call_paths import origin
 from analysis.report import Report, Suspect
 from analysis.trend import Trend
 from analysis.units import human_bytes
@@ -159,6 +160,7 @@ def _suspect_row(index: int, suspect: Suspect) -> dict[str, Any]:
         "steady": getattr(suspect, "steady", None),
         "user_frame": suspect.user_frame,
         "traceback": suspect.traceback,
+        "traceback_origin": origin(suspect.paths_seen),
     }
 
 

@@ -328,6 +328,9 @@ class MemsoakPlugin:
     def _watch(self, measured: int) -> None:
         """One census reading with tracing off; once the census shows growth, trace a window."""
         try:
+            # Cyclic garbage waits for the next full collection, which comes every few hundred
+            # requests: uncollected, it is a sawtooth in the block count that reads as growth.
+            self.agent.collect_garbage()
             status = self.agent.status()
         except AgentError as exc:
             self._target_failed(f"census at {measured} measured requests failed: {exc}")

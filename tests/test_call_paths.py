@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -17,7 +18,7 @@ from analysis.call_paths import deepen, origin, read_call_paths
 from analysis.model import Frame, RequestCounts, RunData, SiteStat, Snapshot
 from analysis.report import Report, build_report
 from analysis.writers import json_report, markdown
-from memsoak.agent import Agent
+from memsoak.agent import Agent, tracing
 from memsoak.agent.callers import CallerWatch
 
 TOKEN = "paths-token"
@@ -170,3 +171,17 @@ def _one_suspect():  # type: ignore[no-untyped-def]
         file=__file__, line=9, code="", size_diff=1, count_diff=1, bytes_per_request=1.0,
         objects_per_request=0.0, traceback=(), user_frame=None, growth=(0, 1), steady=True,
     )  # fmt: skip
+
+
+def test_a_line_that_never_ran_is_not_read_from_disk(tmp_path: Path) -> None:
+    """The door: a file named in a request is compared with loaded code, never opened."""
+    secret = tmp_path / "secret.py"
+    secret.write_text("password = 'hunter2'\n")
+    client = _client()
+    assert _post(client, "callers/start", {"lines": [[str(secret), 1]], "depth": 3})[0] == 200
+    client.get("/")
+    status, answer = _post(client, "callers/stop", {})
+    assert status == 200
+    assert "hunter2" not in json.dumps(answer)
+    assert not any(file == str(secret) for file, _line in tracing._descriptions)  # never read
+    assert answer["lines"] == [{"file": str(secret), "line": 1, "calls": 0, "paths": []}]

@@ -90,7 +90,10 @@ class CallerWatch:
         from memsoak.agent import tracing  # not at import: the Locust side reads MAX_LINES here
 
         frames = {frame for paths in self._paths.values() for path in paths for frame in path}
-        described = tracing.describe([*frames, *self.lines])
+        # Only lines that ran are described: their file is a loaded code object's, so no file
+        # named by the request is ever read.
+        reached = [line for line, paths in self._paths.items() if paths]
+        described = tracing.describe([*frames, *reached])
         found = []
         for line, paths in self._paths.items():
             found.append(

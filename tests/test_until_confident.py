@@ -12,7 +12,7 @@ import pytest
 
 from analysis.model import Frame, RequestCounts, RunData, SiteStat, Snapshot
 from analysis.report import build_report
-from analysis.sequential import NO_LEAK_MIN_REQUESTS, TRACEBACK_WINDOW, confident_checkpoints, settled
+from analysis.sequential import CALL_PATH_WINDOW, NO_LEAK_MIN_REQUESTS, confident_checkpoints, settled
 from memsoak.locust.gate import RequestGate
 
 MEASURED_CAP = 3000
@@ -41,7 +41,7 @@ def test_seed_leak_settles_within_a_thousand_requests(memsoak: Callable[..., Any
     # reaching the line in the window after it, as deep as the target's default.
     snapshots = sorted((tmp_path / "out" / "snapshots").glob("*.json"))
     assert {json.loads(p.read_text())["frames_limit"] for p in snapshots} == {1}
-    assert report["requests"]["window"] == TRACEBACK_WINDOW
+    assert report["requests"]["window"] == CALL_PATH_WINDOW
     assert report["locust_stats"]["requests"] == sum(
         report["requests"][k] for k in ("warmup", "measured", "window")
     )

@@ -23,8 +23,8 @@ from analysis.model import RequestCounts, RunData, Sample, Snapshot
 from analysis.regression import judge
 from analysis.report import Report, build_report
 from analysis.sequential import (
+    CALL_PATH_WINDOW,
     SHALLOW_MIN_CAP,
-    TRACEBACK_WINDOW,
     confident_checkpoints,
     series_cap,
     settled,
@@ -72,7 +72,7 @@ PATHS_WATCH_MAX_S = 120.0
 
 
 class MemsoakPlugin:
-    # Whether --until-confident may trace its series one frame deep and end with a traceback
+    # Whether --until-confident may trace its series one frame deep and end with a call-path
     # window: that moves the end of the budget mid-run, which a distributed master's quotas do
     # not (yet) follow.
     SHALLOW_SETTLING = True
@@ -223,6 +223,8 @@ class MemsoakPlugin:
         window = 0
         if self._series_end is not None:  # the call-path window's requests are no figure's
             measured, window = self._series_end, measured - self._series_end
+            if not self.data.call_paths:  # cut short (Ctrl-C): take the hook off, keep what it saw
+                self._gather_call_paths(measured + window)
         snapshots = self.data.snapshots
         complete = (
             self._clock_done
@@ -393,7 +395,7 @@ class MemsoakPlugin:
         if self._paths_depth:
             how += (
                 f"; the verdict settles on these, then the suspects' call paths are watched for "
-                f"{TRACEBACK_WINDOW} requests, {self._paths_depth} frames deep"
+                f"{CALL_PATH_WINDOW} requests, {self._paths_depth} frames deep"
             )
         self._event(f"warm-up ran untraced; tracing on at the baseline ({how})")
         return True
@@ -448,13 +450,17 @@ class MemsoakPlugin:
         self._series_end = measured
         if self._sampler is not None:
             self._sampler.kill(block=False)  # its readings would count the window as measured
-        self._paths_window_end = measured + TRACEBACK_WINDOW
-        self.gate.end_at(self.gate.completed + TRACEBACK_WINDOW)
+        self._paths_window_end = measured + CALL_PATH_WINDOW
+        self.gate.end_at(self.gate.completed + CALL_PATH_WINDOW)
         self._event(
-            f"watching the call paths to {len(lines)} suspect line(s) for {TRACEBACK_WINDOW} requests"
+            f"watching the call paths to {len(lines)} suspect line(s) for {CALL_PATH_WINDOW} requests"
         )
 
     def _close_paths_window(self, measured: int) -> None:
+        self._gather_call_paths(measured)
+        self._quit()
+
+    def _gather_call_paths(self, measured: int) -> None:
         try:
             self.data.call_paths = self.agent.callers()
         except AgentError as exc:
@@ -464,7 +470,6 @@ class MemsoakPlugin:
                 f"call paths: {len(read_call_paths(self.data.call_paths))} suspect line(s) reached "
                 f"in {measured - (self._series_end or 0)} requests"
             )
-        self._quit()
 
     def _soak_clock(self, started: float) -> None:
         """Checkpoints every `checkpoint_every_s` from the baseline, then the end at `duration_s`.

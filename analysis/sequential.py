@@ -16,8 +16,10 @@ from analysis.model import Snapshot
 from analysis.report import Report
 from analysis.theil_sen import theil_sen
 
-FIRST_STEP = 100  # measured requests between the first checkpoints
-DENSE_UNTIL = 500  # then the spacing grows by GROWTH each time
+# Measured requests between the first checkpoints, up to the leak floor: the seed settles at its
+# fifth checkpoint. Each snapshot pauses the load, so denser costs time and settles no sooner.
+FIRST_STEP = 200
+DENSE_UNTIL = 1000  # then the spacing grows by GROWTH each time
 GROWTH = 1.25
 LEAK_MIN_SNAPSHOTS = 5  # baseline and four checkpoints: a Theil-Sen interval needs points
 LEAK_GROWING_INTERVALS = 3  # the suspect grew in each of the last this many intervals

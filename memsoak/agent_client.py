@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from memsoak.agent.middleware import PREFIX
 from memsoak.errors import MemsoakError, TargetError
+from memsoak.protocol import PREFIX
 
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024 * 1024  # a snapshot of millions of traces is ~100 MB
 RATE_LIMITED = 429

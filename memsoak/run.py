@@ -203,7 +203,7 @@ def _drive_locust(
 def _run_locust_master(
     command: list[str], env: dict[str, str], log_path: Path, target: TargetProcess | None
 ) -> tuple[int, bool]:
-    from memsoak.progress import TerminalView
+    from memsoak.progress import SUMMARY, TerminalView
 
     with open(log_path, "w", encoding="utf-8") as log, TerminalView() as view:
         process = subprocess.Popen(
@@ -227,6 +227,10 @@ def _run_locust_master(
             for line in process.stdout:
                 log.write(line)
                 view.feed(line)
+                if target is not None and line.startswith(SUMMARY):
+                    # The reports are written and Locust is done with the target: its teardown
+                    # (a quarter of a second with the seed's heap) overlaps Locust's own.
+                    threading.Thread(target=target.stop, name="memsoak-target-stop", daemon=True).start()
             return process.wait(), False
         except KeyboardInterrupt:
             # Locust got the same Ctrl-C from the terminal (same process group; the target has a
@@ -327,7 +331,7 @@ def run(options: RunOptions) -> int:
     started = time.time()
     try:
         code, interrupted = _drive_locust(options, url, token, target)
-        if target is not None and not target.alive():
+        if target is not None and not target.stopped and not target.alive():
             raise TargetError(_record_target_death(options, target))
     finally:
         if target is not None:

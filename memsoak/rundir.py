@@ -14,15 +14,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analysis.model import RequestCounts, RunData, Sample, Snapshot
-from analysis.report import Report, build_report
 from analysis.snapshot_io import SnapshotFormatError, loads_snapshot, snapshot_from_dict
 from analysis.thresholds import Thresholds
-from analysis.writers import WRITERS
 from memsoak.atomic import atomic_text, write_atomic
 from memsoak.errors import MemsoakError
+
+if TYPE_CHECKING:
+    from analysis.report import Report
 
 RUN_FILE = "run.json"
 SNAPSHOT_DIR = "snapshots"
@@ -97,6 +98,8 @@ class RunDir:
 
     def write_reports(self, report: Report, formats: Iterable[str] | None = None) -> list[Path]:
         written = []
+        from analysis.writers import WRITERS  # the writers' imports only when reports are due
+
         for name in formats or WRITERS:
             filename, render = WRITERS[name]
             path = self.path / filename
@@ -209,6 +212,8 @@ def render_run(
 ) -> tuple[Report, list[Path]]:
     run_dir = RunDir(path)
     run, _status = run_dir.load()
+    from analysis.report import build_report
+
     report = build_report(run, thresholds)
     return report, run_dir.write_reports(report, formats)
 

@@ -29,6 +29,7 @@ class TargetProcess:
         self.died_at: float | None = None  # wall-clock time the watcher saw it gone
         self.ready = False  # its ready line was read
         self._stopping = False
+        self._stopped_alive = False
 
     @property
     def pid(self) -> int:
@@ -119,6 +120,11 @@ class TargetProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    @property
+    def stopped(self) -> bool:
+        """`stop()` found it running and ended it: its exit was not a death."""
+        return self._stopped_alive
+
     def watch(self, on_death: Callable[[], None] | None = None, interval_s: float = 0.2) -> None:
         """Note when the process dies (`died_at`), and call `on_death` once, from a thread."""
 
@@ -148,6 +154,7 @@ class TargetProcess:
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
         if self.process.poll() is None:
+            self._stopped_alive = True
             self.process.send_signal(signal.SIGTERM)
             self.process.send_signal(signal.SIGCONT)  # a stopped (SIGSTOP) target can act on it
             try:

@@ -1,5 +1,6 @@
 """The in-target agent: `Agent` middleware and the `serve` launcher."""
 
-from memsoak.agent.middleware import PREFIX, Agent
+from memsoak.agent.middleware import Agent
+from memsoak.protocol import PREFIX
 
 __all__ = ["PREFIX", "Agent"]

@@ -21,7 +21,6 @@ import types
 from collections import Counter
 from typing import Any
 
-MAX_LINES = 10
 MAX_PATHS = 20  # distinct call paths kept per line; more are counted, not kept
 _CHECK_CLOCK_EVERY = 1023  # profile events between two looks at the clock (a mask)
 
@@ -87,7 +86,7 @@ class CallerWatch:
     def answer(self) -> dict[str, Any]:
         """Per line, the paths seen, most calls first, each as frames innermost last (the line
         itself last), with function names and source from the target's files."""
-        from memsoak.agent import tracing  # not at import: the Locust side reads MAX_LINES here
+        from memsoak.agent import tracing
 
         frames = {frame for paths in self._paths.values() for path in paths for frame in path}
         # Only lines that ran are described: their file is a loaded code object's, so no file

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from memsoak.agent import tracing
+from memsoak.protocol import MAX_CALLER_LINES, PREFIX
 
-PREFIX = "/__memsoak__/"
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_BODY_BYTES = 64 * 1024
 MAX_AUTHORIZATION_BYTES = 4096
@@ -281,14 +281,14 @@ class Agent:
     def _callers_start(self, body: dict[str, Any]) -> dict[str, Any]:
         """Watch the call paths reaching some source lines (data compared with code objects'
         file names, never opened by name) until `callers/stop` or `max_seconds`."""
-        from memsoak.agent.callers import MAX_LINES, CallerWatch
+        from memsoak.agent.callers import CallerWatch
 
         lines = body.get("lines")
         depth = body.get("depth")
         max_seconds = body.get("max_seconds", 60.0)
         if (
             not isinstance(lines, list)
-            or not 1 <= len(lines) <= MAX_LINES
+            or not 1 <= len(lines) <= MAX_CALLER_LINES
             or not all(_is_line(line) for line in lines)
             or type(depth) is not int
             or not 1 <= depth <= 100
@@ -297,7 +297,7 @@ class Agent:
         ):
             raise _Refusal(
                 "400 Bad Request",
-                f"expected {{'lines': [[file, line], ...] (1..{MAX_LINES}), 'depth': 1..100, "
+                f"expected {{'lines': [[file, line], ...] (1..{MAX_CALLER_LINES}), 'depth': 1..100, "
                 "'max_seconds': 0..600}",
             )
         if self._callers is not None:

@@ -32,7 +32,6 @@ from analysis.sequential import (
 from analysis.thresholds import Thresholds
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from analysis.writers import preload as preload_writers
-from memsoak.agent.callers import MAX_LINES
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
 from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
@@ -40,6 +39,7 @@ from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
 from memsoak.progress import ENV as PROGRESS_ENV
 from memsoak.progress import progress_line, summary_line
+from memsoak.protocol import MAX_CALLER_LINES
 from memsoak.rundir import RunDir
 from memsoak.snapshot_store import SnapshotStore
 from memsoak.summary import summary_lines
@@ -440,7 +440,7 @@ class MemsoakPlugin:
         if self._paths_depth is None or not report.suspects or self.gate is None:
             self._quit()
             return
-        lines = list(dict.fromkeys((s.file, s.line) for s in report.suspects))[:MAX_LINES]
+        lines = list(dict.fromkeys((s.file, s.line) for s in report.suspects))[:MAX_CALLER_LINES]
         try:
             self.agent.watch_callers(lines, self._paths_depth, PATHS_WATCH_MAX_S)
         except AgentError as exc:

@@ -90,6 +90,6 @@ def test_every_writer_renders_something_parseable() -> None:
     assert doc["suspects"][0]["traceback"][-1] == {
         "file": "/srv/app.py", "line": 20, "function": "index", "code": "cache.append(row)",
     }  # fmt: skip
-    assert set(doc["requests"]) == {"warmup", "measured", "failed", "window"}  # window: --until-confident
+    assert set(doc["requests"]) == {"warmup", "measured", "failed"}  # + window after a call-path window
     assert {"start", "end", "per_request"} <= set(doc["rss_bytes"])
     assert "**leak**" in outputs["markdown"] and "`/srv/app.py:20`" in outputs["markdown"]

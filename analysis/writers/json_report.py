@@ -68,6 +68,15 @@ def _retention(path: RetentionPath | None) -> dict[str, Any] | None:
     }
 
 
+def _requests(report: Report) -> dict[str, int]:
+    """DESIGN.md's three counts, and `window` only for a run that watched call paths after its
+    measured requests (--until-confident)."""
+    counts = asdict(report.requests)
+    if not counts["window"]:
+        del counts["window"]
+    return counts
+
+
 def report_to_dict(report: Report) -> dict[str, Any]:
     return {
         "schema_version": report.schema_version,
@@ -75,7 +84,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "confidence": report.verdict.confidence,
         "rule": report.verdict.rule,
         "explanation": report.verdict.explanation,
-        "requests": asdict(report.requests),
+        "requests": _requests(report),
         "rss_bytes": _trend(report.rss),
         "traced_bytes": _trend(report.traced),
         "suspects": [_suspect(s) for s in report.suspects],

@@ -84,6 +84,9 @@ class RequestCounts:
     warmup: int
     measured: int
     failed: int
+    # Made after the measured ones while the suspects' call paths were watched
+    # (analysis/call_paths.py); no figure counts them.
+    window: int = 0
 
 
 @dataclass(slots=True)
@@ -102,3 +105,6 @@ class RunData:
     events: list[str] = field(default_factory=list)  # what happened (target died, agent timeout, ...)
     # The agent's answers on what keeps the leak suspects alive (analysis.retention reads them).
     retention: list[dict[str, object]] = field(default_factory=list)
+    # The agent's answer on the call paths reaching the suspects' lines, when the series was
+    # traced one frame deep (analysis.call_paths reads it).
+    call_paths: dict[str, object] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from analysis.call_paths import deepen
 from analysis.driven import driven_growth
 from analysis.model import Frame, RequestCounts, RunData, Sample, Snapshot
 from analysis.retention import RetentionPath, read_retention, site_key
@@ -41,6 +42,10 @@ class Suspect:
     late_ratio: float = 1.0
     grew_share: float = 0.0
     retention: RetentionPath | None = None  # what keeps it alive, when the agent found it
+    # Distinct call paths seen reaching the line when `traceback` is one of them (the series was
+    # traced one frame deep, analysis/call_paths.py): over 1, the one shown is the most called,
+    # not necessarily the one keeping the memory. 0: the traceback is tracemalloc's own.
+    paths_seen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,8 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
     measured = run.requests.measured
     suspects = find_suspects(snapshots, measured, limits) if len(snapshots) >= 2 else ()
     suspects = _attach_retention(suspects, run.retention)
+    if run.call_paths and snapshots:
+        suspects = deepen(suspects, run.call_paths, snapshots[-1].library_files)
     checkpoints = tuple(Checkpoint(s.requests, s.rss_bytes, s.traced_bytes, s.duration_s) for s in snapshots)
     rss = memory_trend([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes")
     traced = memory_trend([(c.requests, c.traced_bytes) for c in checkpoints], run.samples, "traced_bytes")

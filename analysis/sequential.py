@@ -28,6 +28,11 @@ LEAK_MIN_REQUESTS = 1000
 NO_LEAK_MIN_SNAPSHOTS = 8
 NO_LEAK_MIN_REQUESTS = 2000  # a slow leak needs requests to rise above the noise
 CONFIDENCE = 0.95
+# A run long enough to settle traces its series one frame deep (a third of the untraced speed,
+# not a seventh at ten frames), then watches the call paths to the suspects' lines for this many
+# requests (analysis/call_paths.py): that window ends the run, or the cap does.
+CALL_PATH_WINDOW = 100
+SHALLOW_MIN_CAP = LEAK_MIN_REQUESTS
 
 
 def confident_checkpoints(measured_cap: int) -> list[int]:
@@ -40,6 +45,12 @@ def confident_checkpoints(measured_cap: int) -> list[int]:
         at = at + FIRST_STEP if at < DENSE_UNTIL else round(at * GROWTH / FIRST_STEP) * FIRST_STEP
     points.append(measured_cap)
     return points
+
+
+def series_cap(measured_cap: int, shallow: bool) -> int:
+    """Where the snapshot series ends at the latest: the cap, less the call-path window's
+    requests when the series is traced one frame deep."""
+    return measured_cap - CALL_PATH_WINDOW if shallow else measured_cap
 
 
 def _slope_interval(xs: Sequence[int], ys: Sequence[int]) -> tuple[float, float]:

@@ -84,7 +84,7 @@ def main() -> None:
                     top = report["suspects"][0] if report["suspects"] else {}  # type: ignore[index]
                     verdicts.add(f"{report['verdict']} {Path(str(top.get('file'))).name}:{top.get('line')}")
                     requests = report["requests"]  # type: ignore[index]
-                    measured[which].append(requests["warmup"] + requests["measured"])
+                    measured[which].append(sum(requests.get(k, 0) for k in ("warmup", "measured", "window")))
                 print(
                     f"round {round_number + 1}: {which} {walls[which][-1]:.1f} s", file=sys.stderr, flush=True
                 )

@@ -146,5 +146,15 @@ class AgentClient:
         line], ...], "live_bytes": int}] in, {"suspects": [...], ...} out."""
         return self._json("POST", "retention", {"suspects": suspects, "max_seconds": max_seconds})
 
+    def watch_callers(self, lines: list[tuple[str, int]], depth: int, max_seconds: float) -> dict[str, Any]:
+        """Start recording the call paths reaching `lines` (memsoak/agent/callers.py)."""
+        body = {"lines": [list(line) for line in lines], "depth": depth, "max_seconds": max_seconds}
+        return self._json("POST", "callers/start", body)
+
+    def callers(self) -> dict[str, Any]:
+        """Stop recording and answer {"depth": int, "lines": [{"file", "line", "calls",
+        "paths": [{"calls", "frames": [[file, line, function, code], ...]}]}]}."""
+        return self._json("POST", "callers/stop", {})
+
     def set_tracing(self, enable: bool, frames: int | None = None) -> dict[str, Any]:
         return self._json("POST", "tracing", {"enable": enable, "frames": frames})

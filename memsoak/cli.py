@@ -161,7 +161,13 @@ def _add_format(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
-    from memsoak.defaults import DEFAULT_CHECKPOINTS, DEFAULT_HISTORY, DEFAULT_REQUESTS, DEFAULT_WARMUP
+    from memsoak.defaults import (
+        DEFAULT_CHECKPOINTS,
+        DEFAULT_HISTORY,
+        DEFAULT_REQUESTS,
+        DEFAULT_SPAWN_RATE,
+        DEFAULT_WARMUP,
+    )
     from memsoak.run import DEFAULT_APP, DEFAULT_LOCUSTFILE
 
     p = commands.add_parser("run", help="hunt a leak: drive N requests at a target and report")
@@ -190,7 +196,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--checkpoints", type=_int_in(1, 1000), default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
     )
     p.add_argument("--users", type=_positive_int, default=10, help="concurrent Locust users")
-    p.add_argument("--spawn-rate", type=_positive_float, default=10.0, help="users started per second")
+    # Every user up within the warm-up: a user's first request opens its connection, and a
+    # connection opened after the baseline is target memory that looks like growth.
+    p.add_argument(
+        "--spawn-rate", type=_positive_float, default=DEFAULT_SPAWN_RATE, help="users started per second"
+    )
     p.add_argument("--out", type=Path, help="report directory (default memsoak-out/<timestamp>)")
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
     p.add_argument("--frames", type=_int_in(1, 100), help="traceback depth traced in a started target")

@@ -11,6 +11,7 @@ from pathlib import Path
 DEFAULT_REQUESTS = 10_000
 DEFAULT_WARMUP = 200
 DEFAULT_CHECKPOINTS = 5
+DEFAULT_SPAWN_RATE = 100.0  # Locust warns above this
 DEFAULT_HISTORY = Path("memsoak-out") / "history.sqlite"
 DEFAULT_RETENTION_SECONDS = 20.0
 

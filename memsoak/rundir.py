@@ -72,6 +72,7 @@ class RunDir:
             "locust_stats": run.locust_stats,
             "events": run.events,
             "retention": run.retention,
+            "call_paths": run.call_paths,
         }
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
@@ -165,6 +166,7 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
         warmup=_count(counts.get("warmup"), "requests.warmup"),
         measured=_count(counts.get("measured"), "requests.measured"),
         failed=_count(counts.get("failed"), "requests.failed"),
+        window=_count(counts.get("window", 0), "requests.window"),
     )
     raw_samples = state.get("samples", [])
     if not isinstance(raw_samples, list):
@@ -196,6 +198,9 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
     if isinstance(retention, list):
         # Retention paths are shown as found; a malformed entry is dropped, not fatal.
         run.retention = [doc for doc in retention if isinstance(doc, dict)]
+    call_paths = state.get("call_paths", {})
+    if isinstance(call_paths, dict):  # read leniently too (analysis.call_paths)
+        run.call_paths = call_paths
     return run, status if isinstance(status, str) else "unknown"
 
 

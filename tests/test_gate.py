@@ -74,3 +74,23 @@ def test_checkpoint_boundaries() -> None:
     assert checkpoint_boundaries(0, 3, 5) == [0, 1, 2, 3]
     with pytest.raises(ValueError):
         RequestGate([5, 5], lambda c: None)
+
+
+def test_a_boundary_can_end_the_run_early_after_a_few_more_requests() -> None:
+    """--until-confident settles at a checkpoint, then sends a short window and stops there."""
+    seen: list[tuple[int, int]] = []
+    gate: RequestGate
+
+    def on_boundary(count: int) -> None:
+        seen.append((count, gate.in_flight))
+        if count == 30:
+            with pytest.raises(ValueError):
+                gate.end_at(30)  # an end must come after the current boundary
+            gate.end_at(45)
+
+    gate = RequestGate([10, 20, 30, 40, 100], on_boundary)
+    sent = _drive(gate, 7, seen)
+    assert sent == 45 and gate.completed == 45
+    assert seen == [(10, 0), (20, 0), (30, 0), (45, 0)]
+    with pytest.raises(RuntimeError):
+        gate.end_at(50)  # not from a boundary's action

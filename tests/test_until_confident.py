@@ -12,7 +12,7 @@ import pytest
 
 from analysis.model import Frame, RequestCounts, RunData, SiteStat, Snapshot
 from analysis.report import build_report
-from analysis.sequential import NO_LEAK_MIN_REQUESTS, confident_checkpoints, settled
+from analysis.sequential import CALL_PATH_WINDOW, NO_LEAK_MIN_REQUESTS, confident_checkpoints, settled
 from memsoak.locust.gate import RequestGate
 
 MEASURED_CAP = 3000
@@ -37,6 +37,22 @@ def test_seed_leak_settles_within_a_thousand_requests(memsoak: Callable[..., Any
     assert top["file"].endswith("seed_leak/fetchuserdata.py") and top["line"] == 6
     assert report["requests"]["measured"] <= 1000
     assert any("verdict settled" in e for e in report["events"])
+    # The series was traced one frame deep; the traceback is the call path the agent saw
+    # reaching the line in the window after it, as deep as the target's default.
+    snapshots = sorted((tmp_path / "out" / "snapshots").glob("*.json"))
+    assert {json.loads(p.read_text())["frames_limit"] for p in snapshots} == {1}
+    assert report["requests"]["window"] == CALL_PATH_WINDOW
+    assert report["locust_stats"]["requests"] == sum(
+        report["requests"][k] for k in ("warmup", "measured", "window")
+    )
+    assert top["paths_seen"] == 1 and len(top["traceback"]) == 10
+    caller = top["traceback"][-2]
+    assert caller["file"].endswith("seed_leak/app.py") and caller["function"] == "index"
+    assert top["traceback"][-1]["code"] == "users_list.extend(data)"
+    # `memsoak report DIR` gives the same traceback from what the run directory kept.
+    assert memsoak("report", str(tmp_path / "out")).returncode == 0
+    again = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert again["suspects"][0]["traceback"] == top["traceback"]
 
 
 def test_fixed_seed_does_not_stop_early_with_a_leak(memsoak: Callable[..., Any], tmp_path: Path) -> None:

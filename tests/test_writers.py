@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -29,6 +30,7 @@ from analysis.writers import (
     junit,
     markdown,
     parse_formats,
+    svg_chart,
 )
 from memsoak.cli import main
 from memsoak.rundir import RunDir
@@ -462,3 +464,24 @@ def test_no_per_worker_suspects_without_per_worker_sizes(workers_report: Report)
     assert [row.pid for row in report.workers] == [101, 102]
     assert all(row.suspects == () for row in report.workers)
     assert "Suspects per worker" not in _render(markdown, report)
+
+
+def test_svg_chart_ticks_cover_the_data_in_round_steps() -> None:
+    for low, high in ((0, 1), (0, 9_999), (37, 1_234_567), (0.0, 0.3), (5, 5)):
+        ticks = svg_chart.nice_ticks(low, high)
+        assert ticks[0] <= low and ticks[-1] >= high and 2 <= len(ticks) <= 12
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
+        assert len(steps) == 1
+        mantissa = f"{steps.pop():e}".split("e")[0]
+        assert float(mantissa) in (1.0, 2.0, 5.0)
+
+
+def test_svg_chart_escapes_every_label() -> None:
+    hostile = '<script>alert("x")</script> & "quotes"'
+    series = [svg_chart.Series(hostile, ((0, 1.0), (10, 2.0)), "#000000", markers=True)]
+    svg = svg_chart.line_chart(hostile, hostile, hostile, series, vlines=[5])
+    root = ET.fromstring(svg)  # well-formed, so nothing in a label became markup
+    assert not list(root.iter("{http://www.w3.org/2000/svg}script"))
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts.count(hostile) == 4  # title, both axes, the legend
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}circle"))) == 3  # two points, one key

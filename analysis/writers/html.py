@@ -1,26 +1,21 @@
 """report.html: one self-contained page a person reads (no CDN, no script, opens offline).
 
-Charts are drawn by matplotlib into SVG strings in memory and inlined, so the page needs nothing
-but itself. Only the object-oriented `Figure` API is used, never pyplot: no GUI backend is ever
-loaded and no global figure state is touched. Text stays text in the SVG (`svg.fonttype: none`)
-so it is small, selectable and rendered in the page's own font.
+Charts are SVG drawn by `svg_chart` and inlined, so the page needs nothing but itself; their
+text stays text, small, selectable and in the page's own font.
 """
 
 from __future__ import annotations
 
-import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from analysis.call_paths import origin
 from analysis.report import Report, Suspect
 from analysis.trend import Trend
 from analysis.units import human_bytes
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+from analysis.writers.svg_chart import Series, line_chart
 
 FORMAT = "html"
 FILENAME = "report.html"
@@ -32,117 +27,66 @@ _TRACED_COLOUR = "#2471a3"
 _SUSPECT_COLOURS = ("#c0392b", "#2471a3", "#27ae60", "#8e44ad", "#d68910")
 
 
-def _svg(figure: Figure, salt: str) -> str:
-    import matplotlib
-
-    buffer = io.StringIO()
-    # A fixed salt makes the SVG's ids repeatable (same report, same bytes); a different one per
-    # chart keeps ids unique across the charts inlined in one page.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: it is inlined in HTML
-
-
-def _figure() -> tuple[Figure, Axes]:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
-    axes = figure.add_subplot()
-    axes.grid(True, color="#dddddd", linewidth=0.6)
-    axes.set_axisbelow(True)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
-    return figure, axes
-
-
 def _intercept(points: Sequence[tuple[int, int]], slope: float) -> float:
     """The intercept that goes with a robust slope: the median residual (as Theil-Sen does)."""
     return statistics.median(y - slope * x for x, y in points)
 
 
-def _fitted_line(axes: Axes, points: Sequence[tuple[int, int]], trend: Trend, colour: str, name: str) -> None:
+def _fitted_line(points: Sequence[tuple[int, int]], trend: Trend, colour: str, name: str) -> list[Series]:
     if len(points) < 2 or trend.method == "none":
-        return
-    xs = [min(x for x, _ in points), max(x for x, _ in points)]
+        return []
+    xs = (min(x for x, _ in points), max(x for x, _ in points))
     b = _intercept(points, trend.per_request)
-    axes.plot(
-        xs,
-        [(b + trend.per_request * x) / MIB for x in xs],
-        linestyle="--",
-        linewidth=1.2,
-        color=colour,
-        alpha=0.8,
-        label=f"{name} fit: {trend.per_request:,.0f} B/request",
-    )
+    return [
+        Series(
+            f"{name} fit: {trend.per_request:,.0f} B/request",
+            tuple((x, (b + trend.per_request * x) / MIB) for x in xs),
+            colour,
+            dashed=True,
+        )
+    ]
 
 
 def memory_chart(report: Report) -> str:
     """RSS and traced memory against measured requests: samples as lines, checkpoints as dots,
     the fitted slope dashed, each checkpoint marked by a vertical line."""
-    figure, axes = _figure()
-    series = (
+    series: list[Series] = []
+    for name, attribute, trend, colour in (
         ("RSS", "rss_bytes", report.rss, _RSS_COLOUR),
         ("traced", "traced_bytes", report.traced, _TRACED_COLOUR),
-    )
-    for checkpoint in report.checkpoints:
-        axes.axvline(checkpoint.requests, color="#999999", linewidth=0.7, linestyle=":")
-    for name, attribute, trend, colour in series:
+    ):
         samples = sorted((s.requests, int(getattr(s, attribute))) for s in report.samples)
         checkpoints = [(c.requests, int(getattr(c, attribute))) for c in report.checkpoints]
         if samples:
-            axes.plot(
-                [x for x, _ in samples],
-                [y / MIB for _, y in samples],
-                color=colour,
-                linewidth=1.4,
-                label=f"{name} (samples)",
-            )
+            series.append(Series(f"{name} (samples)", tuple((x, y / MIB) for x, y in samples), colour))
         if checkpoints:
-            axes.plot(
-                [x for x, _ in checkpoints],
-                [y / MIB for _, y in checkpoints],
-                linestyle="none",
-                marker="o",
-                markersize=5,
-                color=colour,
-                label=f"{name} at checkpoints",
-            )
-        _fitted_line(axes, sorted(samples + checkpoints), trend, colour, name)
-    axes.set_xlabel("measured requests")
-    axes.set_ylabel("MiB")
-    axes.set_ylim(bottom=0)  # from zero, so growth is seen at its true proportion
-    axes.set_title("Memory of the target against measured requests", loc="left", fontsize=11)
-    if axes.lines:
-        # Beside the plot, not on it: the lines start at the top left and end at the top right.
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return _svg(figure, "memsoak-memory")
+            points = tuple((x, y / MIB) for x, y in checkpoints)
+            series.append(Series(f"{name} at checkpoints", points, colour, line=False, markers=True))
+        series += _fitted_line(sorted(samples + checkpoints), trend, colour, name)
+    return line_chart(
+        "Memory of the target against measured requests",
+        "measured requests",
+        "MiB",
+        series,
+        vlines=[c.requests for c in report.checkpoints],
+    )
 
 
 def suspects_chart(report: Report) -> str:
     """Live size of each top suspect at each snapshot (baseline first)."""
-    figure, axes = _figure()
     requests = [c.requests for c in report.checkpoints]
-    for index, suspect in enumerate(report.suspects[:TOP_SUSPECTS_CHARTED]):
-        points = list(zip(requests, suspect.growth, strict=False))
-        if not points:
-            continue
-        axes.plot(
-            [x for x, _ in points],
-            [y / MIB for _, y in points],
-            marker="o",
-            markersize=4,
-            linewidth=1.4,
-            color=_SUSPECT_COLOURS[index % len(_SUSPECT_COLOURS)],
-            label=f"#{index + 1} {Path(suspect.file).name}:{suspect.line}",
+    series = [
+        Series(
+            f"#{index + 1} {Path(suspect.file).name}:{suspect.line}",
+            tuple((x, y / MIB) for x, y in zip(requests, suspect.growth, strict=False)),
+            _SUSPECT_COLOURS[index % len(_SUSPECT_COLOURS)],
+            markers=True,
         )
-    axes.set_xlabel("measured requests")
-    axes.set_ylabel("live MiB")
-    axes.set_ylim(bottom=0)
-    axes.set_title("Live size of the top suspects at each snapshot", loc="left", fontsize=11)
-    if axes.lines:
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return _svg(figure, "memsoak-suspects")
+        for index, suspect in enumerate(report.suspects[:TOP_SUSPECTS_CHARTED])
+    ]
+    return line_chart(
+        "Live size of the top suspects at each snapshot", "measured requests", "live MiB", series
+    )
 
 
 def _suspect_row(index: int, suspect: Suspect) -> dict[str, Any]:
@@ -159,6 +103,7 @@ def _suspect_row(index: int, suspect: Suspect) -> dict[str, Any]:
         "steady": getattr(suspect, "steady", None),
         "user_frame": suspect.user_frame,
         "traceback": suspect.traceback,
+        "traceback_origin": origin(suspect.paths_seen),
     }
 
 
@@ -204,11 +149,9 @@ def context(report: Report) -> dict[str, Any]:
 
 
 def preload() -> None:
-    """Import what rendering needs (matplotlib alone takes most of a second), ahead of time."""
+    """Import what rendering needs, ahead of time."""
     import jinja2  # noqa: F401
     import markupsafe  # noqa: F401
-    import matplotlib.backends.backend_svg
-    import matplotlib.figure  # noqa: F401
 
 
 def render(report: Report, file: TextIO) -> None:
@@ -223,8 +166,7 @@ def render(report: Report, file: TextIO) -> None:
         lstrip_blocks=True,
     )
     values = context(report)
-    # The SVG comes from matplotlib, not from the run's data: every label in it is escaped by
-    # matplotlib's SVG writer, so it can go in as markup.
+    # svg_chart escapes every label it writes, so its SVG can go in as markup.
     values["memory_svg"] = Markup(values["memory_svg"])
     values["suspects_svg"] = Markup(values["suspects_svg"])
     file.write(environment.get_template(TEMPLATE).render(values))

@@ -39,6 +39,7 @@ def _suspect(suspect: Suspect) -> dict[str, Any]:
         "objects_per_request": suspect.objects_per_request,
         "traceback": [_frame(f) for f in suspect.traceback],
         "user_frame": _frame(suspect.user_frame) if suspect.user_frame else None,
+        "paths_seen": suspect.paths_seen,
         "growth": list(suspect.growth),
         "steady": suspect.steady,
         "fit": {

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable
 from typing import TextIO
 
+from analysis.call_paths import origin
 from analysis.report import Report
 from analysis.units import human_bytes
 
@@ -101,7 +102,8 @@ def render(report: Report, file: TextIO) -> None:
         top = report.suspects[0]
         if top.retention is not None:
             w(f"\nWhat keeps the top suspect alive: {_cell(top.retention.summary)}\n")
-        w("\nTraceback of the top suspect (innermost last):\n\n```\n")
+        source = origin(top.paths_seen)
+        w(f"\nTraceback of the top suspect (innermost last){f'; {source}' if source else ''}:\n\n```\n")
         for frame in top.traceback:
             w(f'  File "{frame.file}", line {frame.line}, in {frame.function}\n')
             if frame.code:

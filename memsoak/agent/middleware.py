@@ -118,7 +118,10 @@ class Agent:
             ("POST", "tracing"): self._tracing,
             ("GET", "metrics"): self._metrics_text,
             ("POST", "retention"): self._retention,
+            ("POST", "callers/start"): self._callers_start,
+            ("POST", "callers/stop"): self._callers_stop,
         }
+        self._callers: Any = None  # memsoak.agent.callers.CallerWatch, while one is asked for
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -275,6 +278,41 @@ class Agent:
             )
         return find_retention(suspects, max_seconds=float(max_seconds))
 
+    def _callers_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Watch the call paths reaching some source lines (data compared with code objects'
+        file names, never opened by name) until `callers/stop` or `max_seconds`."""
+        from memsoak.agent.callers import MAX_LINES, CallerWatch
+
+        lines = body.get("lines")
+        depth = body.get("depth")
+        max_seconds = body.get("max_seconds", 60.0)
+        if (
+            not isinstance(lines, list)
+            or not 1 <= len(lines) <= MAX_LINES
+            or not all(_is_line(line) for line in lines)
+            or type(depth) is not int
+            or not 1 <= depth <= 100
+            or type(max_seconds) not in (int, float)
+            or not 0 < max_seconds <= 600
+        ):
+            raise _Refusal(
+                "400 Bad Request",
+                f"expected {{'lines': [[file, line], ...] (1..{MAX_LINES}), 'depth': 1..100, "
+                "'max_seconds': 0..600}",
+            )
+        if self._callers is not None:
+            self._callers.stop()
+        self._callers = CallerWatch([(f, n) for f, n in lines], depth, float(max_seconds))
+        self._callers.start()
+        return {"watching": True}
+
+    def _callers_stop(self, _body: dict[str, Any]) -> dict[str, Any]:
+        watch, self._callers = self._callers, None
+        if watch is None:
+            raise RuntimeError("no call paths are being watched")
+        watch.stop()
+        return watch.answer()
+
     def _tracing(self, body: dict[str, Any]) -> dict[str, Any]:
         enable = body.get("enable")
         frames = body.get("frames")
@@ -285,15 +323,12 @@ class Agent:
         return tracing.set_tracing(enable, frames)
 
 
+def _is_line(doc: Any) -> bool:
+    return isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], str) and type(doc[1]) is int
+
+
 def _is_suspect(doc: Any) -> bool:
     if not isinstance(doc, dict) or type(doc.get("live_bytes", 0)) is not int:
         return False
     traceback = doc.get("traceback")
-    return (
-        isinstance(traceback, list)
-        and 1 <= len(traceback) <= 100
-        and all(
-            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and type(f[1]) is int
-            for f in traceback
-        )
-    )
+    return isinstance(traceback, list) and 1 <= len(traceback) <= 100 and all(_is_line(f) for f in traceback)

@@ -113,6 +113,7 @@ def status() -> dict[str, Any]:
         "traced_peak_bytes": peak,
         "tracing": tracemalloc.is_tracing(),
         "frames_limit": tracemalloc.get_traceback_limit(),
+        "configured_frames": configured_frames,
         "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory(),
         "python": sys.version.split()[0],
     }
@@ -157,7 +158,7 @@ def _group_by_sorting(traces: list[Any]) -> list[tuple[Any, int, int]]:
 _descriptions: dict[tuple[str, int], tuple[str, str]] = {}
 
 
-def _describe(frames: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
+def describe(frames: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
     """(function, source line) for each frame, remembered across snapshots. Each source file
     is read once per new frame batch and not kept: linecache would hold every file on the
     stack in the target, hundreds of thousands of traced strings."""
@@ -202,7 +203,7 @@ def sites_from_traces(traces: list[Any], min_site_bytes: int = 0) -> tuple[list[
     finally:
         if gc_was_enabled:
             gc.enable()
-    described = _describe(frame_index)
+    described = describe(frame_index)
     frames = [[file, line, *described[(file, line)]] for file, line in frame_index]
     return frames, sites
 

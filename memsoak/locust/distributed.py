@@ -455,6 +455,8 @@ class DistributedMasterPlugin(MemsoakPlugin):
     """The plugin on `locust --master`: snapshots and reports as usual; the budget is kept by a
     `QuotaCoordinator` instead of a local gate (the master runs no users)."""
 
+    SHALLOW_SETTLING = False
+
     def register(self, environment: Environment) -> None:
         super().register(environment)
         runner = environment.runner

@@ -97,6 +97,16 @@ class RequestGate:
             self._next += 1
             self._open.set()
 
+    def end_at(self, count: int) -> None:
+        """From a boundary's action: make `count` the budget and the only boundary left (a run
+        that ends early, after one more stretch of requests)."""
+        if self._next >= len(self._boundaries):
+            raise RuntimeError("end_at() is for a boundary's action")
+        current = self._boundaries[self._next]
+        if count <= current:
+            raise ValueError(f"the new end {count} must come after the current boundary {current}")
+        self._boundaries[self._next + 1 :] = [count]
+
     def drain(self, action: Callable[[int], object]) -> None:
         """Pause now: hand out no more tokens, wait until the requests in flight complete, run
         `action(completed)`, then reopen. For clock-driven checkpoints, after the last boundary;

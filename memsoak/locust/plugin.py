@@ -18,13 +18,21 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 from locust.env import Environment
 
+from analysis.call_paths import read_call_paths
 from analysis.model import RequestCounts, RunData, Sample, Snapshot
 from analysis.regression import judge
 from analysis.report import Report, build_report
-from analysis.sequential import confident_checkpoints, settled
+from analysis.sequential import (
+    CALL_PATH_WINDOW,
+    SHALLOW_MIN_CAP,
+    confident_checkpoints,
+    series_cap,
+    settled,
+)
 from analysis.thresholds import Thresholds
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from analysis.writers import preload as preload_writers
+from memsoak.agent.callers import MAX_LINES
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
 from memsoak.errors import MemsoakError
 from memsoak.history import History, HistoryError, suspect_summaries
@@ -59,9 +67,16 @@ RETENTION_SUSPECTS = 3
 # How long a quit asked for during test_stop waits for it to write the reports: a final snapshot
 # (up to --memsoak-agent-timeout), the retention search and the writers, with room to spare.
 FINISH_WAIT_S = 600.0
+# The agent stops watching call paths by itself after this, should nobody ask for them.
+PATHS_WATCH_MAX_S = 120.0
 
 
 class MemsoakPlugin:
+    # Whether --until-confident may trace its series one frame deep and end with a call-path
+    # window: that moves the end of the budget mid-run, which a distributed master's quotas do
+    # not (yet) follow.
+    SHALLOW_SETTLING = True
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.agent = AgentClient(settings.agent_url, settings.agent_token, timeout=settings.agent_timeout)
@@ -98,6 +113,12 @@ class MemsoakPlugin:
         self._offset = 0
         self._window_end: int | None = None
         self._window_pending = False
+        # --until-confident with the series traced one frame deep: the depth wanted for the
+        # suspects' call paths, where the series ended (measured requests) and where the window
+        # watching the call paths ends.
+        self._paths_depth: int | None = None
+        self._series_end: int | None = None
+        self._paths_window_end: int | None = None
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token. While
@@ -144,10 +165,13 @@ class MemsoakPlugin:
                     *(settings.warmup + n for n in watch_checkpoints(settings.requests)),
                 ]
             elif settings.until_confident:
+                series = series_cap(settings.requests, self._may_settle_shallow())
                 boundaries = [
                     settings.warmup,
-                    *(settings.warmup + n for n in confident_checkpoints(settings.requests)),
+                    *(settings.warmup + n for n in confident_checkpoints(series)),
                 ]
+                if series < settings.requests:
+                    boundaries.append(settings.warmup + settings.requests)
             else:
                 boundaries = checkpoint_boundaries(settings.warmup, settings.requests, settings.checkpoints)
             lead = settings.warmup // TRACE_IN_SHARE
@@ -196,6 +220,11 @@ class MemsoakPlugin:
                 self._clock.kill(block=True)
         measured_in_all = max(0, gate.completed - self.settings.warmup)
         measured = measured_in_all - self._offset  # watch mode: the traced window only
+        window = 0
+        if self._series_end is not None:  # the call-path window's requests are no figure's
+            measured, window = self._series_end, measured - self._series_end
+            if not self.data.call_paths:  # cut short (Ctrl-C): take the hook off, keep what it saw
+                self._gather_call_paths(measured + window)
         snapshots = self.data.snapshots
         complete = (
             self._clock_done
@@ -207,7 +236,9 @@ class MemsoakPlugin:
             planned = self.settings.duration_s
             self._event(f"stopped after {measured} measured requests, {elapsed:.0f} s of {planned:g} s")
         elif not complete:
-            self._event(f"stopped after {measured_in_all} of {self.settings.requests} measured requests")
+            self._event(
+                f"stopped after {measured_in_all - window} of {self.settings.requests} measured requests"
+            )
         if self._interrupted and self.target_failed:
             # A terminal's Ctrl-C reaches the target too: an agent that stopped answering then is
             # the interrupt, not a failure. The run ends at its last snapshot.
@@ -227,6 +258,7 @@ class MemsoakPlugin:
             warmup=min(gate.completed, self.settings.warmup) + self._offset,
             measured=measured,
             failed=self.failed_measured,
+            window=window,
         )
         self.data.locust_stats = self._load_stats(environment)
         self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
@@ -284,6 +316,8 @@ class MemsoakPlugin:
                 self._sampler = gevent.spawn(self._sample_forever)
                 if settings.duration_s is not None:
                     self._clock = gevent.spawn(self._soak_clock, self._measuring_since)
+        elif measured == self._paths_window_end:
+            self._close_paths_window(measured)
         elif measured < settings.requests:
             if self._snapshot(measured, "checkpoint") and settings.until_confident:
                 self._stop_if_settled(measured)
@@ -296,6 +330,9 @@ class MemsoakPlugin:
     def _watch(self, measured: int) -> None:
         """One census reading with tracing off; once the census shows growth, trace a window."""
         try:
+            # Cyclic garbage waits for the next full collection, which comes every few hundred
+            # requests: uncollected, it is a sawtooth in the block count that reads as growth.
+            self.agent.collect_garbage()
             status = self.agent.status()
         except AgentError as exc:
             self._target_failed(f"census at {measured} measured requests failed: {exc}")
@@ -323,18 +360,44 @@ class MemsoakPlugin:
             self._measuring_since = time.monotonic()
             self._sampler = gevent.spawn(self._sample_forever)
 
+    def _may_settle_shallow(self) -> bool:
+        settings = self.settings
+        return (
+            self.SHALLOW_SETTLING
+            and settings.until_confident
+            and not settings.watch
+            and settings.duration_s is None
+            and settings.requests >= SHALLOW_MIN_CAP
+        )
+
     def _start_tracing(self) -> bool:
         """Warm-up runs untraced when the target was started with tracing off (`memsoak run`
-        does that): tracing starts here, just before the baseline, at the target's depth."""
+        does that): tracing starts here, just before the baseline, at the target's depth, or one
+        frame deep for a series that settles shallow (`--until-confident`)."""
         try:
-            if self.agent.status().get("tracing"):
+            status = self.agent.status()
+            if status.get("tracing"):
                 return True
-            status = self.agent.set_tracing(True, self.settings.frames or None)
+            depth = self.settings.frames or status.get("configured_frames")
+            if (
+                self._may_settle_shallow()
+                and isinstance(depth, int)
+                and depth > 1
+                and not status.get("workers")
+            ):
+                self._paths_depth = depth
+            status = self.agent.set_tracing(True, 1 if self._paths_depth else self.settings.frames or None)
         except AgentError as exc:
             self._target_failed(f"turning tracing on at the baseline failed: {exc}")
             return False
         self._tracing_turned_on = True
-        self._event(f"warm-up ran untraced; tracing on at the baseline ({status.get('frames_limit')} frames)")
+        how = f"{status.get('frames_limit')} frames"
+        if self._paths_depth:
+            how += (
+                f"; the verdict settles on these, then the suspects' call paths are watched for "
+                f"{CALL_PATH_WINDOW} requests, {self._paths_depth} frames deep"
+            )
+        self._event(f"warm-up ran untraced; tracing on at the baseline ({how})")
         return True
 
     def _restore_tracing(self) -> None:
@@ -363,10 +426,50 @@ class MemsoakPlugin:
             samples=[s for s in data.samples if s.requests <= measured],
             requests=RequestCounts(self.settings.warmup + self._offset, measured, self.failed_measured),
         )
-        reason = settled(build_report(partial, self.settings.thresholds), partial.snapshots)
+        report = build_report(partial, self.settings.thresholds)
+        reason = settled(report, partial.snapshots)
         if reason is not None:
             self._event(f"verdict settled after {measured:,} measured requests: {reason}")
+            self._end_series(measured, report)
+        elif self._paths_depth and report.suspects and measured >= series_cap(self.settings.requests, True):
+            self._end_series(measured, report)  # not settled: the cap's last requests are the window
+
+    def _end_series(self, measured: int, report: Report) -> None:
+        """The series is over: quit, or, when it was traced one frame deep and has suspects,
+        watch the call paths reaching their lines for a few more requests."""
+        if self._paths_depth is None or not report.suspects or self.gate is None:
             self._quit()
+            return
+        lines = list(dict.fromkeys((s.file, s.line) for s in report.suspects))[:MAX_LINES]
+        try:
+            self.agent.watch_callers(lines, self._paths_depth, PATHS_WATCH_MAX_S)
+        except AgentError as exc:
+            self._event(f"call paths not watched, tracebacks stay one frame deep: {exc}")
+            self._quit()
+            return
+        self._series_end = measured
+        if self._sampler is not None:
+            self._sampler.kill(block=False)  # its readings would count the window as measured
+        self._paths_window_end = measured + CALL_PATH_WINDOW
+        self.gate.end_at(self.gate.completed + CALL_PATH_WINDOW)
+        self._event(
+            f"watching the call paths to {len(lines)} suspect line(s) for {CALL_PATH_WINDOW} requests"
+        )
+
+    def _close_paths_window(self, measured: int) -> None:
+        self._gather_call_paths(measured)
+        self._quit()
+
+    def _gather_call_paths(self, measured: int) -> None:
+        try:
+            self.data.call_paths = self.agent.callers()
+        except AgentError as exc:
+            self._event(f"call paths not gathered, tracebacks stay one frame deep: {exc}")
+        else:
+            self._event(
+                f"call paths: {len(read_call_paths(self.data.call_paths))} suspect line(s) reached "
+                f"in {measured - (self._series_end or 0)} requests"
+            )
 
     def _soak_clock(self, started: float) -> None:
         """Checkpoints every `checkpoint_every_s` from the baseline, then the end at `duration_s`.
@@ -570,7 +673,6 @@ class MemsoakPlugin:
             f"retention search: {sum(1 for d in self.data.retention if d.get('found') is True)} of "
             f"{len(leaking)} suspect(s) traced to a root in {time.monotonic() - started:.1f} s"
         )
-        self.run_dir.save_state(self.data, "finished")
         return True
 
     def latest_reading(self) -> Sample | Snapshot | None:

@@ -126,10 +126,10 @@ def group_traces(traces: list[Any]) -> list[tuple[Any, int, int]]:
     untraced price, so nothing here allocates per trace. `_get_traces` hands out one tuple object
     per distinct traceback, so grouping by the tuple's address groups equal tracebacks: the C
     extension (`_grouping.c`) does it in one pass over the list with a hash table outside
-    tracemalloc's view, about 15 times faster than the numpy argsort of addresses it replaced
-    (which read every trace twice and sorted). Equal tracebacks that arrive as different objects
-    are merged here, per group, not per trace, so the result never depends on that sharing,
-    only the speed does."""
+    tracemalloc's view: 0.06 s for 2.7 million traces under tracing, against 0.4 s for the numpy
+    argsort of addresses it replaced (which read every trace twice, then sorted). Equal
+    tracebacks that arrive as different objects are merged here, per group, not per trace, so
+    the result never depends on that sharing, only the speed does."""
     if _grouping is None:
         return _group_by_sorting(traces)
     grouped: list[tuple[Any, int, int]] = _grouping.group(traces)

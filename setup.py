@@ -10,7 +10,7 @@ setup(
             # Required, not optional: without it the agent's snapshots fall back to a
             # several times slower grouping that blocks the target for longer.
             optional=False,
-            extra_compile_args=["-Wall", "-Wextra", "-O2"],
+            extra_compile_args=["-Wall", "-Wextra"],
         )
     ]
 )

@@ -1,14 +1,15 @@
 """Snapshot diff: memsoak's grouping (in the target) plus its diff (in analysis), against stdlib's
-`tracemalloc.Snapshot.compare_to`, on the same two sets of about 1.8 million traces.
+`tracemalloc.Snapshot.compare_to`, on the same two sets of about 2.8 million traces.
 
     .venv/bin/python bench/diff.py [--rounds 3] [--items 300000] [--frames 25]
 
 The process keeps `--items` small lists and dicts, allocated along a few hundred call paths
 (so there are thousands of distinct tracebacks, as in a real app), takes tracemalloc's raw
 traces, keeps 5% more, and takes them again. memsoak's side is what a run does: group each set
-of traces as the agent does (under tracemalloc, as in the target), load both through the wire
-format, diff them. stdlib's side is `compare_to` on `Snapshot` objects over the same traces,
-with tracing off (as a harness would run it). Rounds alternate; medians are shown.
+of traces as the agent does (its C extension when built, under tracemalloc, as in the target),
+load both through the wire format, diff them. stdlib's side is `compare_to` on `Snapshot`
+objects over the same traces, with tracing off (as a harness would run it). Rounds alternate;
+medians are shown; the last line says which grouping ran.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def main() -> None:
     assert kept
 
     m = {k: median(v) for k, v in times.items()}
+    grouping = "C extension" if tracing._grouping is not None else "pure-Python fallback (no C extension)"
     ours_tb = m["group"] + m["load"] + m["diff-tb"]
     ours_line = m["group"] + m["load"] + m["diff-line"]
     rows = [
@@ -120,7 +122,7 @@ def main() -> None:
     )
     print(
         f"\n{len(after):,} traces, {len(new):,} distinct tracebacks at {args.frames} frames; "
-        f"medians of {args.rounds} rounds; {machine_note()}"
+        f"medians of {args.rounds} rounds; grouping: {grouping}; {machine_note()}"
     )
 
 

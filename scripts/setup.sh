@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) and install memsoak into it, editable, with the given extras.
 # Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh test
-# Re-running is cheap: it reinstalls only when pyproject.toml changed.
+# Re-running is cheap: it reinstalls only when the build inputs changed (pyproject.toml, setup.py,
+# the C extension's source) or the extension the editable install builds into the tree is gone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -14,7 +15,16 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=".venv/.memsoak-installed${extras:+-$extras}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+needs_install() {
+  [ -f "$stamp" ] || return 0
+  local input
+  for input in pyproject.toml setup.py memsoak/agent/_grouping.c; do
+    if [ "$input" -nt "$stamp" ]; then return 0; fi
+  done
+  if ! compgen -G "memsoak/agent/_grouping*.so" > /dev/null; then return 0; fi
+  return 1
+}
+if needs_install; then
   echo "memsoak: installing into .venv${extras:+ (with $extras extras)}; log in .venv/setup.log" >&2
   if ! { .venv/bin/python -m pip install --upgrade pip \
          && .venv/bin/python -m pip install -e ".${extras:+[$extras]}"; } > .venv/setup.log 2>&1; then

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import linecache
 import os
@@ -16,21 +15,18 @@ import tracemalloc
 from collections.abc import Iterable
 from itertools import groupby
 from operator import itemgetter
+from types import ModuleType
 from typing import Any
 
 import psutil
 
 from memsoak.agent.census import census
 
-_np: Any = None
-try:  # a dependency of memsoak, so normally present; grouping falls back to sorting without it
-    import numpy
-    import numpy.ctypeslib  # numpy loads it lazily: not inside a traced snapshot
-
-    if sys.implementation.name == "cpython":  # the address trick below needs CPython's objects
-        _np = numpy
+_grouping: ModuleType | None
+try:  # built with memsoak (setup.py); missing only where C extensions are not (PyPy, say)
+    from memsoak.agent import _grouping
 except ImportError:  # pragma: no cover
-    pass
+    _grouping = None
 
 # A site with this file anywhere in its traceback was allocated by the agent taking a snapshot
 # (linecache filling, caches below), not by the app.
@@ -128,34 +124,16 @@ def group_traces(traces: list[Any]) -> list[tuple[Any, int, int]]:
 
     Runs inside the paused target, under tracemalloc, where every allocation costs many times its
     untraced price, so nothing here allocates per trace. `_get_traces` hands out one tuple object
-    per distinct traceback, so grouping by the tuple's address groups equal tracebacks: numpy
-    sorts the addresses and sums the sizes in C. Equal tracebacks that arrive as different
-    objects are merged at the end (per group, not per trace), so the result never depends on
-    that sharing, only the speed does."""
-    if not traces:
-        return []
-    if _np is None:
+    per distinct traceback, so grouping by the tuple's address groups equal tracebacks: the C
+    extension (`_grouping.c`) does it in one pass over the list with a hash table outside
+    tracemalloc's view: 0.06 s for 2.7 million traces under tracing, against 0.4 s for the numpy
+    argsort of addresses it replaced (which read every trace twice, then sorted). Equal
+    tracebacks that arrive as different objects are merged here, per group, not per trace, so
+    the result never depends on that sharing, only the speed does."""
+    if _grouping is None:
         return _group_by_sorting(traces)
-    np = _np
-    n = len(traces)
-    objects = np.fromiter(map(itemgetter(2), traces), dtype=object, count=n)
-    sizes = np.fromiter(map(itemgetter(1), traces), dtype=np.int64, count=n)
-    # The object array's buffer is the PyObject pointers themselves: read it as integers.
-    addresses = np.ctypeslib.as_array((ctypes.c_uint64 * n).from_address(objects.ctypes.data))
-    # np.unique would do, but it imports numpy.ma on first use: inside a snapshot, that import's
-    # memory would show up as growth (measured: 528 KiB, and 10% of a run's target CPU).
-    order = np.argsort(addresses)
-    ordered = addresses[order]
-    starts_run = np.empty(n, dtype=bool)
-    starts_run[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=starts_run[1:])
-    starts = np.flatnonzero(starts_run)
-    sums = np.add.reduceat(sizes[order], starts)
-    counts = np.diff(np.append(starts, n))
-    some_trace = order[starts]  # any trace of the group will do: they share the object
-    tracebacks = objects[some_trace].tolist()
-    grouped = list(zip(tracebacks, sums.tolist(), counts.tolist(), strict=True))
-    if len(set(tracebacks)) == len(tracebacks):
+    grouped: list[tuple[Any, int, int]] = _grouping.group(traces)
+    if len(set(map(itemgetter(0), grouped))) == len(grouped):
         return grouped
     merged: dict[Any, list[int]] = {}
     for traceback, size, count in grouped:
@@ -166,9 +144,9 @@ def group_traces(traces: list[Any]) -> list[tuple[Any, int, int]]:
 
 
 def _group_by_sorting(traces: list[Any]) -> list[tuple[Any, int, int]]:
-    """Without numpy: sorting and summing runs in C and allocates per group, not per trace, but
-    compares whole tracebacks (measured: 0.75 s for 790k traces of few tracebacks, several
-    seconds for millions of traces of thousands)."""
+    """Without the C extension (a Python that cannot load it): sorting and summing runs in C and
+    allocates per group, not per trace, but compares whole tracebacks (measured: 0.75 s for 790k
+    traces of few tracebacks, several seconds for millions of traces of thousands)."""
     traces = sorted(traces, key=itemgetter(2))
     grouped = []
     for traceback, group in groupby(traces, key=itemgetter(2)):

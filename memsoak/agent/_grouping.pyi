@@ -1,0 +1,3 @@
+from typing import Any
+
+def group(traces: list[Any], /) -> list[tuple[Any, int, int]]: ...

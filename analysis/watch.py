@@ -28,7 +28,7 @@ CONFIDENCE = 0.95
 class CensusPoint:
     requests: int
     rss_bytes: int
-    allocated_blocks: int
+    settled_blocks: int  # the allocator's blocks just after the last full collection
 
 
 def watch_checkpoints(measured_cap: int) -> list[int]:
@@ -51,7 +51,7 @@ def growth(points: Sequence[CensusPoint]) -> str | None:
     rss_low, _ = _interval(points, "rss_bytes")
     if rss_low >= RSS_GROWTH:
         return f"RSS grows at least {rss_low:,.0f} bytes per request"
-    blocks_low, _ = _interval(points, "allocated_blocks")
+    blocks_low, _ = _interval(points, "settled_blocks")
     if blocks_low >= BLOCK_GROWTH:
         return f"Python's allocator holds at least {blocks_low:.1f} more blocks per request"
     return None
@@ -67,7 +67,7 @@ def quiet_verdict(points: Sequence[CensusPoint], thresholds: Thresholds) -> Verd
             f"Only {len(points)} census readings; need {MIN_POINTS}. Run more requests.",
         )
     _low, rss_high = _interval(points, "rss_bytes")
-    _low, blocks_high = _interval(points, "allocated_blocks")
+    _low, blocks_high = _interval(points, "settled_blocks")
     if rss_high < thresholds.native_min_bytes_per_request and blocks_high < 1.0:
         return Verdict(
             "no-leak",

@@ -224,6 +224,8 @@ def _merge_status(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "traced_peak_bytes",
         "tracemalloc_overhead_bytes",
         "requests_served",
+        "allocated_blocks",
+        "settled_blocks",
     ):
         merged[key] = sum(int(p.get(key, 0)) for p in parts)
     merged["workers"] = [

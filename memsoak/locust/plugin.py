@@ -330,15 +330,20 @@ class MemsoakPlugin:
     def _watch(self, measured: int) -> None:
         """One census reading with tracing off; once the census shows growth, trace a window."""
         try:
-            # Cyclic garbage waits for the next full collection, which comes every few hundred
-            # requests: uncollected, it is a sawtooth in the block count that reads as growth.
-            self.agent.collect_garbage()
+            if not self._census:
+                # Once: the census' block count is read just after full collections
+                # (memsoak/agent/census.py), and this makes the first one now.
+                self.agent.collect_garbage()
             status = self.agent.status()
         except AgentError as exc:
             self._target_failed(f"census at {measured} measured requests failed: {exc}")
             return
         self._census.append(
-            CensusPoint(measured, status["rss_bytes"], int(status.get("allocated_blocks", 0)))
+            CensusPoint(
+                measured,
+                status["rss_bytes"],
+                int(status.get("settled_blocks", status.get("allocated_blocks", 0))),  # older agents
+            )
         )
         since = self._measuring_since or time.monotonic()
         self.data.samples.append(Sample(measured, time.monotonic() - since, status["rss_bytes"], 0))

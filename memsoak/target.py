@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import selectors
@@ -19,6 +20,19 @@ from memsoak.errors import MemsoakError, TargetError
 
 START_TIMEOUT_S = 60.0
 EXIT_BAD_APP = 2  # memsoak.serve's exit code for an app it cannot import or serve
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the target, before it starts: SIGTERM when memsoak dies, even killed outright
+    (SIGKILL, OOM), so no server outlives the run that started it. Linux only; elsewhere the
+    target goes on until stopped."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class TargetProcess:
@@ -68,7 +82,12 @@ class TargetProcess:
             # Its own session: a Ctrl-C at the terminal reaches memsoak and Locust, which still
             # need the target for the final snapshot; memsoak stops it itself.
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_end_with_parent,
             )
         finally:
             log.close()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gevent
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -197,8 +198,14 @@ def test_a_soak_killed_outright_leaves_a_partial_report_and_an_unfinished_row(
 ) -> None:
     process = _start_soak(tmp_path)
     _wait_for_checkpoint(process, tmp_path / "run")
+    target = psutil.Process(
+        json.loads((tmp_path / "run" / "run.json").read_text())["parameters"]["target_pid"]
+    )
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
+    # The target is in a session of its own (Ctrl-C must not reach it), so the kill missed it:
+    # it ends with the run that started it all the same.
+    target.wait(timeout=60)
     (record,) = History(tmp_path / "history.sqlite").runs()
     assert record.status == "unfinished" and record.verdict is None
     assert record.measured_requests > 0  # the checkpoint's numbers were recorded as it came

@@ -7,7 +7,8 @@ Every run gets a fresh target in the same state: the fixed seed app under `memso
 installed and tracing on at memsoak's default depth. memsoak drives --warmup 200 then
 --requests measured requests (its snapshots included); raw Locust drives the same total. Pairs
 alternate which goes first. req/s is Locust's own total rate in both; memsoak's is also shown
-with its snapshot pauses taken out.
+with its snapshot pauses taken out, and the CPU the driving side spent per request (steadier than
+req/s on a shared machine).
 
 With --watch, the low-overhead soak mode instead: the target is served untraced (`--no-trace`) in
 every run and memsoak runs with `--watch` (census only, tracing a window only once growth
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,31 +35,40 @@ WARMUP = 200
 USERS = 10
 
 
-def memsoak_rps(url: str, requests: int, scratch: Path, *extra: str) -> tuple[float, float, str]:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def memsoak_rps(url: str, requests: int, scratch: Path, *extra: str) -> tuple[float, float, str, float]:
     out = scratch / f"memsoak-{len(list(scratch.iterdir()))}"
+    cpu_before = _children_cpu_s()
     subprocess.run(
         [PYTHON, "-m", "memsoak", "run", "--host", url, "--agent-token", TOKEN,
          "--requests", str(requests), "--warmup", str(WARMUP), "--users", str(USERS),
          "--spawn-rate", str(USERS), "--out", str(out), *extra],
         cwd=REPO, check=True, capture_output=True, timeout=3600,
     )  # fmt: skip
+    cpu = _children_cpu_s() - cpu_before
     report = json.loads((out / "report.json").read_text())
     stats = report["locust_stats"]
     rps = float(stats["rps"])
     elapsed = stats["requests"] / rps
     paused = sum(c["pause_s"] for c in report["checkpoints"])
-    return rps, stats["requests"] / (elapsed - paused), str(report["verdict"])
+    return rps, stats["requests"] / (elapsed - paused), str(report["verdict"]), cpu / stats["requests"]
 
 
-def raw_rps(url: str, requests: int, scratch: Path) -> float:
+def raw_rps(url: str, requests: int, scratch: Path) -> tuple[float, float]:
     stats_file = scratch / f"raw-{len(list(scratch.iterdir()))}.json"
+    cpu_before = _children_cpu_s()
     subprocess.run(
         [PYTHON, "-m", "locust", "-f", str(REPO / "bench" / "raw_locustfile.py"), "--headless",
          "--only-summary", "-u", str(USERS), "-r", str(USERS), "--host", url, "-t", "3600s"],
         cwd=REPO, check=True, capture_output=True, timeout=3600,
         env={**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_STATS": str(stats_file)},
     )  # fmt: skip
-    return float(json.loads(stats_file.read_text())["rps"])
+    stats = json.loads(stats_file.read_text())
+    return float(stats["rps"]), (_children_cpu_s() - cpu_before) / stats["requests"]
 
 
 def main() -> None:
@@ -71,6 +82,10 @@ def main() -> None:
     memsoak: list[float] = []
     memsoak_unpaused: list[float] = []
     raw: list[float] = []
+    # CPU the driving side spent per request (Locust, plus memsoak's conductor): unlike req/s,
+    # it hardly moves with what else the machine is running.
+    memsoak_cpu: list[float] = []
+    raw_cpu: list[float] = []
     ceiling: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -79,14 +94,17 @@ def main() -> None:
             for which in order:
                 with Server(serve_command(APP, *serve_args)) as target:
                     if which == "memsoak":
-                        rps, unpaused, verdict = memsoak_rps(
+                        rps, unpaused, verdict, cpu = memsoak_rps(
                             target.url, args.requests, scratch, *memsoak_args
                         )
                         verdicts.add(verdict)
                         memsoak.append(rps)
                         memsoak_unpaused.append(unpaused)
+                        memsoak_cpu.append(cpu)
                     else:
-                        raw.append(raw_rps(target.url, args.requests + WARMUP, scratch))
+                        rps, cpu = raw_rps(target.url, args.requests + WARMUP, scratch)
+                        raw.append(rps)
+                        raw_cpu.append(cpu)
                 print(f"pair {pair + 1}: {which} done", file=sys.stderr, flush=True)
             with Server(serve_command(APP, *serve_args)) as target:
                 wrk(target.url, seconds=2)
@@ -103,6 +121,12 @@ def main() -> None:
          " ".join(f"{v:,.0f}" for v in ceiling)],
     ]  # fmt: skip
     print(table(["driver", "median req/s", "vs raw Locust", "runs"], rows))
+    raw_us, memsoak_us = median(raw_cpu) * 1e6, median(memsoak_cpu) * 1e6
+    runs = " / ".join(" ".join(f"{v * 1e6:,.0f}" for v in cpu) for cpu in (raw_cpu, memsoak_cpu))
+    print(
+        f"\ndriver CPU per request (Locust, and memsoak's conductor): raw Locust {raw_us:,.0f} µs, "
+        f"{label} {memsoak_us:,.0f} µs ({memsoak_us / raw_us:.2f}x; runs: {runs})"
+    )
     target_state = "untraced (--no-trace)" if args.watch else "traced at memsoak's default depth"
     print(
         f"\n{args.pairs} alternating pairs, {args.requests:,} requests (+{WARMUP} warm-up), {USERS} users, "

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from memsoak.agent import tracing
 from memsoak.protocol import MAX_CALLER_LINES, PREFIX
@@ -264,13 +264,7 @@ class Agent:
 
         suspects = body.get("suspects")
         max_seconds = body.get("max_seconds", 10.0)
-        if (
-            not isinstance(suspects, list)
-            or not 1 <= len(suspects) <= MAX_SUSPECTS
-            or not all(_is_suspect(s) for s in suspects)
-            or type(max_seconds) not in (int, float)
-            or not 0 < max_seconds <= 120
-        ):
+        if not _list_of(suspects, MAX_SUSPECTS, _is_suspect) or not _seconds(max_seconds, 120):
             raise _Refusal(
                 "400 Bad Request",
                 f"expected {{'suspects': [{{'traceback': [[file, line], ...], 'live_bytes': int}}] "
@@ -287,13 +281,10 @@ class Agent:
         depth = body.get("depth")
         max_seconds = body.get("max_seconds", 60.0)
         if (
-            not isinstance(lines, list)
-            or not 1 <= len(lines) <= MAX_CALLER_LINES
-            or not all(_is_line(line) for line in lines)
+            not _list_of(lines, MAX_CALLER_LINES, _is_line)
             or type(depth) is not int
             or not 1 <= depth <= 100
-            or type(max_seconds) not in (int, float)
-            or not 0 < max_seconds <= 600
+            or not _seconds(max_seconds, 600)
         ):
             raise _Refusal(
                 "400 Bad Request",
@@ -323,6 +314,15 @@ class Agent:
         return tracing.set_tracing(enable, frames)
 
 
+def _list_of(value: Any, most: int, valid: Callable[[Any], bool]) -> TypeGuard[list[Any]]:
+    """A JSON list of 1..`most` items, each `valid`."""
+    return isinstance(value, list) and 1 <= len(value) <= most and all(valid(item) for item in value)
+
+
+def _seconds(value: Any, most: float) -> bool:
+    return type(value) in (int, float) and 0 < value <= most
+
+
 def _is_line(doc: Any) -> bool:
     return isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], str) and type(doc[1]) is int
 
@@ -330,5 +330,4 @@ def _is_line(doc: Any) -> bool:
 def _is_suspect(doc: Any) -> bool:
     if not isinstance(doc, dict) or type(doc.get("live_bytes", 0)) is not int:
         return False
-    traceback = doc.get("traceback")
-    return isinstance(traceback, list) and 1 <= len(traceback) <= 100 and all(_is_line(f) for f in traceback)
+    return _list_of(doc.get("traceback"), 100, _is_line)

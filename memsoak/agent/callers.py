@@ -21,6 +21,8 @@ import types
 from collections import Counter
 from typing import Any
 
+from memsoak.agent import tracing
+
 MAX_PATHS = 20  # distinct call paths kept per line; more are counted, not kept
 _CHECK_CLOCK_EVERY = 1023  # profile events between two looks at the clock (a mask)
 
@@ -86,8 +88,6 @@ class CallerWatch:
     def answer(self) -> dict[str, Any]:
         """Per line, the paths seen, most calls first, each as frames innermost last (the line
         itself last), with function names and source from the target's files."""
-        from memsoak.agent import tracing
-
         frames = {frame for paths in self._paths.values() for path in paths for frame in path}
         # Only lines that ran are described: their file is a loaded code object's, so no file
         # named by the request is ever read.

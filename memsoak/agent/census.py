@@ -12,19 +12,18 @@ import psutil
 _PROCESS = psutil.Process()
 
 
-# The blocks held right after the last full collection, and how many full collections ran.
+# The blocks held right after the last full collection (0 until the first one).
 # The live count is a sawtooth: cyclic garbage waits for the next full collection (every few
 # hundred requests on the fixed seed), and its rising edge reads as growth. Just after a full
 # collection there is no garbage, so the count is flat unless objects leak. Read by the
 # collector's own callback, not by forcing a collection per reading: that walks the whole heap
 # inside the load every time (about 50 ms with the seed's heap after a thousand requests).
-_after_full_collection = {"blocks": 0, "collections": 0}
+_after_full_collection = {"blocks": 0}
 
 
 def _on_collection(phase: str, info: dict[str, int]) -> None:
     if phase == "stop" and info.get("generation") == 2:
         _after_full_collection["blocks"] = sys.getallocatedblocks()
-        _after_full_collection["collections"] += 1
 
 
 gc.callbacks.append(_on_collection)
@@ -40,6 +39,5 @@ def census() -> dict[str, Any]:
         "rss_bytes": int(_PROCESS.memory_info().rss),
         "allocated_blocks": blocks,
         "settled_blocks": _after_full_collection["blocks"] or blocks,
-        "full_collections": _after_full_collection["collections"],
         "gc_counts": list(gc.get_count()),
     }

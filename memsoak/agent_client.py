@@ -10,6 +10,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from memsoak.errors import MemsoakError, TargetError
@@ -78,12 +79,19 @@ class AgentClient:
         self._token = token
         self.timeout = timeout
 
-    def _call(self, method: str, name: str, body: dict[str, Any] | None = None) -> bytes:
-        """The response body, retrying while the agent rate-limits (HTTP 429), within the timeout."""
+    def _call(
+        self,
+        method: str,
+        name: str,
+        body: dict[str, Any] | None = None,
+        on_headers: Callable[[], object] | None = None,
+    ) -> bytes:
+        """The response body, retrying while the agent rate-limits (HTTP 429), within the timeout.
+        `on_headers` runs once a successful response's headers are in, before its body is read."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                return self._call_once(method, name, body)
+                return self._call_once(method, name, body, on_headers)
             except _RateLimited as limited:
                 if time.monotonic() + limited.retry_after_s > deadline:
                     raise AgentError(
@@ -91,7 +99,9 @@ class AgentClient:
                     ) from None
                 time.sleep(limited.retry_after_s)
 
-    def _call_once(self, method: str, name: str, body: dict[str, Any] | None) -> bytes:
+    def _call_once(
+        self, method: str, name: str, body: dict[str, Any] | None, on_headers: Callable[[], object] | None
+    ) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             f"{self.base_url}{PREFIX}{name}",
@@ -101,6 +111,8 @@ class AgentClient:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                if on_headers is not None:
+                    on_headers()
                 payload: bytes = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
@@ -134,9 +146,17 @@ class AgentClient:
     def status(self) -> dict[str, Any]:
         return check_status(self._json("GET", "status"))
 
-    def snapshot(self, min_site_bytes: int = 0) -> dict[str, Any]:
-        """The snapshot document as sent (see analysis.snapshot_io), parsed but not validated."""
-        return self._json("POST", "snapshot", {"min_site_bytes": min_site_bytes})
+    def snapshot(
+        self, min_site_bytes: int = 0, on_taken: Callable[[], object] | None = None
+    ) -> dict[str, Any]:
+        """The snapshot document as sent (see analysis.snapshot_io), parsed but not validated.
+        `on_taken` runs as soon as the agent says the target's state is taken (an agent that
+        builds the document in a forked child says so before sending it), while it arrives."""
+        payload = self._call("POST", "snapshot", {"min_site_bytes": min_site_bytes}, on_taken)
+        doc = parse_response("snapshot", payload)
+        if "error" in doc:  # a streamed answer cannot change its status once under way
+            raise AgentError(f"the agent could not take a snapshot: {doc['error']!s:.300}")
+        return doc
 
     def collect_garbage(self) -> dict[str, Any]:
         return self._json("POST", "gc", {})

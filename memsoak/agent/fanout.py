@@ -25,7 +25,7 @@ from typing import Any
 from analysis.merge import merge_snapshot_docs
 from analysis.snapshot_io import SnapshotFormatError
 from memsoak.agent import tracing
-from memsoak.agent.middleware import LOOPBACK, Agent, WSGIApp, _digest, _Refusal
+from memsoak.agent.middleware import LOOPBACK, Agent, WSGIApp, _digest, _Refusal, _Stream
 
 ENV_DIR = "MEMSOAK_AGENT_DIR"
 SUFFIX = ".sock"
@@ -124,7 +124,10 @@ class FanoutAgent(Agent):
     # -- answering for all -------------------------------------------------------------------
 
     def _local_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
-        doc = super()._snapshot(body)
+        answer = super()._snapshot(body)
+        doc = json.loads(b"".join(answer.chunks)) if isinstance(answer, _Stream) else answer
+        if "error" in doc:
+            raise RuntimeError(doc["error"])
         doc["requests_served"] = self.requests_served
         return doc
 

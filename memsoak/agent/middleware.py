@@ -17,10 +17,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeGuard
 
-from memsoak.agent import tracing
+from memsoak.agent import forked, tracing
 from memsoak.protocol import MAX_CALLER_LINES, PREFIX
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -41,6 +41,13 @@ class _Raw:
     def __init__(self, content_type: str, body: bytes) -> None:
         self.content_type = content_type
         self.body = body
+
+
+class _Stream:
+    """A JSON response sent as it is made, without a length known in advance."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
 
 
 class _Refusal(Exception):
@@ -98,7 +105,10 @@ class Agent:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         snapshot_burst: int = SNAPSHOT_BURST,
         snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
+        snapshot_in_child: bool | None = None,
     ) -> None:
+        """`snapshot_in_child`: build snapshots in a forked child (`memsoak.agent.forked`); by
+        default wherever that is available."""
         token = token or os.environ.get("MEMSOAK_TOKEN")
         if not token:
             raise ValueError("the memsoak agent needs a token (argument or MEMSOAK_TOKEN)")
@@ -109,6 +119,7 @@ class Agent:
         self._allowed = parse_allow(allow)
         self._max_response_bytes = max_response_bytes
         self._snapshots = _SnapshotLimiter(snapshot_burst, snapshot_interval_s)
+        self._snapshot_in_child = forked.available() if snapshot_in_child is None else snapshot_in_child
         self.requests_served = 0
         self._metrics: Any = None  # memsoak.agent.metrics.Metrics, made at the first scrape
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
@@ -130,16 +141,20 @@ class Agent:
             return self.app(environ, start_response)
         try:
             body = self._control(environ, path[len(PREFIX) :])
-            if isinstance(body, _Raw):
-                return self._respond(start_response, "200 OK", body.body, content_type=body.content_type)
-            data = json.dumps(body, separators=(",", ":")).encode()
+            if isinstance(body, _Stream):
+                headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+                start_response("200 OK", headers)
+                return body.chunks
+            if not isinstance(body, _Raw):
+                body = _Raw("application/json", json.dumps(body, separators=(",", ":")).encode())
+            data = body.body
             if len(data) > self._max_response_bytes:
                 raise _Refusal(
                     "507 Insufficient Storage",
                     f"response of {len(data)} bytes is over the limit of {self._max_response_bytes}; "
                     "ask for a larger min_site_bytes",
                 )
-            return self._respond(start_response, "200 OK", data)
+            return self._respond(start_response, "200 OK", data, content_type=body.content_type)
         except _Refusal as refusal:
             data = json.dumps({"error": str(refusal)}).encode()
             return self._respond(start_response, refusal.status, data, refusal.headers)
@@ -203,7 +218,7 @@ class Agent:
             raise _Refusal("400 Bad Request", "body must be a JSON object")
         return body
 
-    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any] | _Raw:
+    def _control(self, environ: dict[str, Any], name: str) -> dict[str, Any] | _Raw | _Stream:
         if not self._client_allowed(environ):
             raise _Refusal("403 Forbidden", "forbidden")
         if not self._authorized(environ):
@@ -222,7 +237,7 @@ class Agent:
     def _status(self, _body: dict[str, Any]) -> dict[str, Any]:
         return {**tracing.status(), "requests_served": self.requests_served}
 
-    def _snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _snapshot(self, body: dict[str, Any]) -> dict[str, Any] | _Stream:
         min_site_bytes = body.get("min_site_bytes", 0)
         if type(min_site_bytes) is not int or not 0 <= min_site_bytes <= 1 << 30:
             raise _Refusal("400 Bad Request", "min_site_bytes must be an integer 0..2**30")
@@ -238,12 +253,38 @@ class Agent:
                 "429 Too Many Requests", "a snapshot is already being taken", [("Retry-After", "1")]
             )
         try:
-            doc = tracing.take_snapshot(min_site_bytes)
+            if not self._snapshot_in_child:
+                doc = tracing.take_snapshot(min_site_bytes)
+                if self._metrics is not None:
+                    self._metrics.growth.observe(doc)
+                return doc
+            snapshot = forked.ForkedSnapshot(min_site_bytes, self._max_response_bytes)
         finally:
             self._snapshots.running.release()
-        if self._metrics is not None:
-            self._metrics.growth.observe(doc)
-        return doc
+        return _Stream(self._send_snapshot(snapshot))
+
+    def _send_snapshot(self, snapshot: forked.ForkedSnapshot) -> Iterator[bytes]:
+        """The forked child's document, passed on as it comes. The headers go out first, with a
+        byte of JSON whitespace (servers send them with the first body chunk): they tell the
+        client the target's state is taken and its load may resume while the rest arrives."""
+        try:
+            yield b"\n"
+            try:
+                chunks = snapshot.document()
+                first = next(chunks, b"")
+            except forked.ChildFailed as exc:
+                yield json.dumps({"error": str(exc)}).encode()
+                return
+            if self._metrics is not None and self._metrics.growth.watching:
+                # Metrics read the sites: only a target someone scrapes pays for parsing them here.
+                data = b"".join([first, *chunks])
+                self._metrics.growth.observe(json.loads(data))
+                yield data
+                return
+            yield first
+            yield from chunks
+        finally:
+            snapshot.close()
 
     def _metrics_text(self, _body: dict[str, Any]) -> _Raw:
         if self._metrics is None:

@@ -13,7 +13,7 @@ import time
 import tokenize
 import tracemalloc
 from collections.abc import Iterable
-from itertools import groupby
+from itertools import groupby, islice
 from operator import itemgetter
 from types import ModuleType
 from typing import Any
@@ -30,7 +30,8 @@ except ImportError:  # pragma: no cover
 
 # A site with this file anywhere in its traceback was allocated by the agent taking a snapshot
 # (linecache filling, caches below), not by the app.
-HARNESS_FILES = (os.path.abspath(__file__),)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+HARNESS_FILES = (os.path.join(_HERE, "tracing.py"), os.path.join(_HERE, "forked.py"))
 
 
 def library_files() -> tuple[str, ...]:
@@ -175,6 +176,31 @@ def describe(frames: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[s
     return _descriptions
 
 
+def descriptions_known() -> int:
+    return len(_descriptions)
+
+
+def descriptions_since(known: int) -> bytes:
+    """The descriptions worked out after the first `known`, for another process that has those
+    (a forked child's parent): NUL-separated fields, which `remember_descriptions` reads without
+    a JSON parser, so every string it makes is allocated here, in a file snapshots leave out."""
+    fields: list[str] = []
+    for (file, line), (function, code) in islice(_descriptions.items(), known, None):
+        fields += (file, str(line), function, code.replace("\0", ""))
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
+
+
+def remember_descriptions(blob: bytes) -> None:
+    """Keep what `descriptions_since` sent (the same frames in the same source files)."""
+    if not blob:
+        return
+    fields = blob.decode("utf-8", "surrogateescape").split("\0")
+    if len(fields) % 4:
+        raise ValueError("frame descriptions come in fours")
+    for file, line, function, code in zip(*[iter(fields)] * 4, strict=True):
+        _descriptions.setdefault((file, int(line)), (function, code))
+
+
 def sites_from_traces(traces: list[Any], min_site_bytes: int = 0) -> tuple[list[list[Any]], list[list[Any]]]:
     """The wire format's frame table and site rows (see analysis.snapshot_io) for raw traces.
 
@@ -212,25 +238,55 @@ def take_snapshot(min_site_bytes: int = 0) -> dict[str, Any]:
     """Collect garbage, then snapshot live traced memory grouped by traceback, leaving out
     tracebacks holding less than `min_site_bytes` (an error of at most that much per site in a
     diff, for a snapshot several times smaller and faster). Blocks the process while it runs;
-    `duration_s` says for how long."""
+    `duration_s` says for how long. (`memsoak.agent.forked` pauses it far less.)"""
+    started = time.perf_counter()
+    rss_bytes = collect_before_snapshot()
+    traces = tracemalloc._get_traces()  # type: ignore[attr-defined]
+    return snapshot_document(traces, min_site_bytes, rss_bytes, started)
+
+
+def collect_before_snapshot() -> int:
+    """What every snapshot starts with, in the target: a full collection (garbage is not
+    retention), then the RSS it leaves."""
     if not tracemalloc.is_tracing():
         raise RuntimeError("tracemalloc is not tracing in the target")
-    started = time.perf_counter()
     gc.collect()
-    traces = tracemalloc._get_traces()  # type: ignore[attr-defined] # raw tuples: Snapshot() would wrap each in objects
+    return current_rss()
+
+
+def snapshot_document(
+    traces: list[Any],
+    min_site_bytes: int,
+    rss_bytes: int,
+    started: float,
+    *,
+    forked_after_s: float | None = None,
+) -> dict[str, Any]:
+    """The wire document for `tracemalloc._get_traces()` output (raw tuples: Snapshot() would wrap
+    each in objects). `forked_after_s`: built in a child forked that long after `started` (the
+    target's whole pause), which stops tracing once tracemalloc's figures are read, so the rest
+    runs untraced, and says how long it took as `child_s`."""
     traced, _peak = tracemalloc.get_traced_memory()
+    overhead = tracemalloc.get_tracemalloc_memory()
+    frames_limit = tracemalloc.get_traceback_limit()
+    if forked_after_s is not None:
+        tracemalloc.stop()
     frames, sites = sites_from_traces(traces, min_site_bytes)
     del traces
+    elapsed = time.perf_counter() - started
+    timing = {"duration_s": elapsed} if forked_after_s is None else {
+        "duration_s": forked_after_s, "child_s": elapsed - forked_after_s
+    }  # fmt: skip
     return {
         "format": "memsoak-snapshot",
         "version": 1,
-        "pid": os.getpid(),
+        "pid": os.getpid() if forked_after_s is None else os.getppid(),
         "taken_at": time.time(),
-        "duration_s": time.perf_counter() - started,
-        "rss_bytes": current_rss(),
+        **timing,
+        "rss_bytes": rss_bytes,
         "traced_bytes": traced,
-        "tracemalloc_overhead_bytes": tracemalloc.get_tracemalloc_memory(),
-        "frames_limit": tracemalloc.get_traceback_limit(),
+        "tracemalloc_overhead_bytes": overhead,
+        "frames_limit": frames_limit,
         "min_site_bytes": min_site_bytes,
         "harness_files": list(HARNESS_FILES),
         "library_files": list(_LIBRARY_FILES),

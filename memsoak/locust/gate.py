@@ -47,6 +47,8 @@ class RequestGate:
         self.completed = 0
         self.in_flight = 0
         self.closed = False
+        self._acting: int | None = None  # the boundary whose action is running
+        self._draining = False
         self._open = Event()
         self._open.set()
         self._idle = Event()  # set while no request is in flight
@@ -88,20 +90,32 @@ class RequestGate:
 
     def _reach_boundary(self) -> None:
         self._open.clear()
-        gevent.spawn(self._run_boundary, self._boundaries[self._next])
+        gevent.spawn(self._run_boundary, self._next)
 
-    def _run_boundary(self, count: int) -> None:
+    def _run_boundary(self, index: int) -> None:
+        self._acting = index
         try:
-            self._on_boundary(count)
+            self._on_boundary(self._boundaries[index])
         finally:
+            self._acting = None
+            if self._next == index:  # not resumed early
+                self._next += 1
+                self._open.set()
+
+    def resume(self) -> None:
+        """From a boundary's (or `drain`'s) action that no longer needs the load held, say once
+        its snapshot is taken and only arriving: tokens flow towards the next boundary while the
+        action finishes. No `end_at` after this: the budget may already be on its way."""
+        if self._acting is not None and self._next == self._acting:
             self._next += 1
+        if self._acting is not None or self._draining:
             self._open.set()
 
     def end_at(self, count: int) -> None:
         """From a boundary's action: make `count` the budget and the only boundary left (a run
         that ends early, after one more stretch of requests)."""
-        if self._next >= len(self._boundaries):
-            raise RuntimeError("end_at() is for a boundary's action")
+        if self._acting is None or self._next != self._acting:
+            raise RuntimeError("end_at() is for a boundary's action, before it resumes the load")
         current = self._boundaries[self._next]
         if count <= current:
             raise ValueError(f"the new end {count} must come after the current boundary {current}")
@@ -116,11 +130,13 @@ class RequestGate:
         if self.closed:
             return
         self._open.clear()
+        self._draining = True
         try:
             self._idle.wait()
             if not self.closed:
                 action(self.completed)
         finally:
+            self._draining = False
             self._open.set()
 
     def close(self) -> None:

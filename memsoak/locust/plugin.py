@@ -304,14 +304,14 @@ class MemsoakPlugin:
                 self._watch(measured)
             elif measured >= self._window_end or measured >= settings.requests:
                 self._quit()
-            elif self._snapshot(measured - self._offset, "checkpoint") and settings.until_confident:
+            elif self._checkpoint(measured - self._offset):
                 self._stop_if_settled(measured - self._offset)
             return
         if settings.watch:
             self._measuring_since = time.monotonic()
             self._watch(0)
         elif measured == 0:
-            if self._start_tracing() and self._snapshot(0, "baseline"):
+            if self._start_tracing() and self._snapshot(0, "baseline", resume_load=True):
                 self._measuring_since = time.monotonic()
                 self._sampler = gevent.spawn(self._sample_forever)
                 if settings.duration_s is not None:
@@ -319,7 +319,7 @@ class MemsoakPlugin:
         elif measured == self._paths_window_end:
             self._close_paths_window(measured)
         elif measured < settings.requests:
-            if self._snapshot(measured, "checkpoint") and settings.until_confident:
+            if self._checkpoint(measured):
                 self._stop_if_settled(measured)
         else:
             # The final snapshot is taken in test_stop, so a run ended any other way (Ctrl-C,
@@ -361,7 +361,7 @@ class MemsoakPlugin:
         self._offset = measured
         self._window_end = measured + WINDOW_REQUESTS
         self.data.samples.clear()
-        if self._snapshot(0, "baseline"):
+        if self._snapshot(0, "baseline", resume_load=True):
             self._measuring_since = time.monotonic()
             self._sampler = gevent.spawn(self._sample_forever)
 
@@ -489,13 +489,24 @@ class MemsoakPlugin:
             gate = self.gate
             if gate is None or gate.closed:
                 return
-            gate.drain(lambda completed: self._snapshot(completed - settings.warmup, "checkpoint"))
+            gate.drain(
+                lambda completed: self._snapshot(completed - settings.warmup, "checkpoint", resume_load=True)
+            )
             step = max(step + 1, int((time.monotonic() - started) / every) + 1)
         gevent.sleep(max(0.0, end - time.monotonic()))
         self._clock_done = True
         self._end_soak()
 
-    def _snapshot(self, measured: int, label: str, required: bool = True) -> bool:
+    def _checkpoint(self, measured: int) -> bool:
+        """A checkpoint snapshot; True when it is in and `--until-confident` should look at it
+        (which may end the run, so the load stays held until then)."""
+        until_confident = self.settings.until_confident
+        return self._snapshot(measured, "checkpoint", resume_load=not until_confident) and until_confident
+
+    def _snapshot(self, measured: int, label: str, required: bool = True, resume_load: bool = False) -> bool:
+        """`resume_load`: let the load go on once the agent has taken the target's state, while
+        the document arrives (an agent that forks its snapshots says so first: the load then
+        waits for the collection and the fork, not for the whole document)."""
         # A reading just before the snapshot: RSS growth between snapshots is what requests drive,
         # apart from the snapshots' own footprint (analysis/driven.py).
         try:
@@ -505,7 +516,8 @@ class MemsoakPlugin:
         with self._snapshot_lock:
             self._snapshotting = True  # the target is paused by design: the sampler waits
             try:
-                doc = self.agent.snapshot(MIN_SITE_BYTES)
+                gate = self.gate
+                doc = self.agent.snapshot(MIN_SITE_BYTES, gate.resume if resume_load and gate else None)
                 snapshot, path = self.run_dir.write_snapshot(doc, measured, label)
             except (AgentError, ValueError) as exc:
                 message = f"{label} snapshot at {measured} measured requests failed: {exc}"

@@ -152,7 +152,8 @@ class AgentClient:
         """The snapshot document as sent (see analysis.snapshot_io), parsed but not validated.
         `on_taken` runs as soon as the agent says the target's state is taken (an agent that
         builds the document in a forked child says so before sending it), while it arrives."""
-        payload = self._call("POST", "snapshot", {"min_site_bytes": min_site_bytes}, on_taken)
+        request = {"min_site_bytes": min_site_bytes, "announce": on_taken is not None}
+        payload = self._call("POST", "snapshot", request, on_taken)
         doc = parse_response("snapshot", payload)
         if "error" in doc:  # a streamed answer cannot change its status once under way
             raise AgentError(f"the agent could not take a snapshot: {doc['error']!s:.300}")

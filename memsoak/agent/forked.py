@@ -48,6 +48,10 @@ class ChildFailed(Exception):
     """The child building the snapshot died, took too long, or refused (a document too large)."""
 
 
+class DocumentTooLarge(ChildFailed):
+    """The document is over the size the agent may send."""
+
+
 def available() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork") and os.environ.get(ENV_SWITCH, "1") != "0"
 
@@ -82,7 +86,7 @@ class ForkedSnapshot:
         remaining = self._read_length()
         kind = self._read_exact(1)
         if kind == _REFUSED:
-            raise ChildFailed(self._read_exact(remaining - 1).decode(errors="replace"))
+            raise DocumentTooLarge(self._read_exact(remaining - 1).decode(errors="replace"))
         remaining -= 1
         while remaining:
             chunk = self._read_some(min(remaining, _CHUNK))
@@ -140,6 +144,8 @@ def _build_in_child(
         os.close(read_end)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the target's handlers are not the child's
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.setprofile(None)  # a call-path watch (callers.py) or a debugger is the target's, not ours
+        sys.settrace(None)
         gc.disable()  # nothing the child makes outlives it, and a collection would walk the traces
         known = tracing.descriptions_known()
         traces = tracemalloc._get_traces()  # type: ignore[attr-defined]

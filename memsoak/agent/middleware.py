@@ -17,7 +17,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeGuard
 
 from memsoak.agent import forked, tracing
@@ -238,9 +238,16 @@ class Agent:
         return {**tracing.status(), "requests_served": self.requests_served}
 
     def _snapshot(self, body: dict[str, Any]) -> dict[str, Any] | _Stream:
+        """`{"min_site_bytes": int, "announce": bool}`. With `announce` (and a forked snapshot),
+        the answer starts at once with a byte of JSON whitespace: its headers tell the client the
+        target's state is taken, so its load may resume while the document arrives; a failure
+        after that is an `{"error"}` document (its status is already sent)."""
         min_site_bytes = body.get("min_site_bytes", 0)
+        announce = body.get("announce", False)
         if type(min_site_bytes) is not int or not 0 <= min_site_bytes <= 1 << 30:
             raise _Refusal("400 Bad Request", "min_site_bytes must be an integer 0..2**30")
+        if not isinstance(announce, bool):
+            raise _Refusal("400 Bad Request", "announce must be true or false")
         wait_s = self._snapshots.wait_s()
         if wait_s > 0:
             raise _Refusal(
@@ -258,31 +265,29 @@ class Agent:
                 if self._metrics is not None:
                     self._metrics.growth.observe(doc)
                 return doc
-            snapshot = forked.ForkedSnapshot(min_site_bytes, self._max_response_bytes)
+            chunks = self._forked_snapshot(forked.ForkedSnapshot(min_site_bytes, self._max_response_bytes))
         finally:
             self._snapshots.running.release()
-        return _Stream(self._send_snapshot(snapshot))
-
-    def _send_snapshot(self, snapshot: forked.ForkedSnapshot) -> Iterator[bytes]:
-        """The forked child's document, passed on as it comes. The headers go out first, with a
-        byte of JSON whitespace (servers send them with the first body chunk): they tell the
-        client the target's state is taken and its load may resume while the rest arrives."""
+        if announce:
+            return _Stream(_announced(chunks))
         try:
-            yield b"\n"
-            try:
-                chunks = snapshot.document()
-                first = next(chunks, b"")
-            except forked.ChildFailed as exc:
-                yield json.dumps({"error": str(exc)}).encode()
-                return
+            first = next(chunks)
+        except forked.DocumentTooLarge as exc:
+            raise _Refusal("507 Insufficient Storage", str(exc)) from None
+        except forked.ChildFailed as exc:
+            raise _Refusal("500 Internal Server Error", str(exc)) from None
+        return _Stream(_prepended(first, chunks))
+
+    def _forked_snapshot(self, snapshot: forked.ForkedSnapshot) -> Generator[bytes, None, None]:
+        """The child's document as it comes; ChildFailed before the first chunk if it cannot."""
+        try:
             if self._metrics is not None and self._metrics.growth.watching:
                 # Metrics read the sites: only a target someone scrapes pays for parsing them here.
-                data = b"".join([first, *chunks])
+                data = b"".join(snapshot.document())
                 self._metrics.growth.observe(json.loads(data))
                 yield data
-                return
-            yield first
-            yield from chunks
+            else:
+                yield from snapshot.document()
         finally:
             snapshot.close()
 
@@ -353,6 +358,28 @@ class Agent:
         ):
             raise _Refusal("400 Bad Request", "expected {'enable': bool, 'frames': 1..100}")
         return tracing.set_tracing(enable, frames)
+
+
+def _announced(chunks: Generator[bytes, None, None]) -> Iterator[bytes]:
+    try:
+        yield b"\n"
+        try:
+            first = next(chunks)
+        except forked.ChildFailed as exc:
+            yield json.dumps({"error": str(exc)}).encode()
+            return
+        yield first
+        yield from chunks
+    finally:
+        chunks.close()
+
+
+def _prepended(first: bytes, rest: Generator[bytes, None, None]) -> Iterator[bytes]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
 
 
 def _list_of(value: Any, most: int, valid: Callable[[Any], bool]) -> TypeGuard[list[Any]]:

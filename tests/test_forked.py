@@ -208,3 +208,26 @@ def test_the_handoff_leaves_nothing_the_next_snapshot_counts(
     assert sum(growth.values()) < 4096, sorted(growth.items(), key=lambda item: -item[1])[:5]
     first_growth = _app_growth(snapshots[0], snapshots[1])
     assert sum(first_growth.values()) < 64 * 1024, sorted(first_growth.items(), key=lambda item: -item[1])[:5]
+
+
+def test_without_a_fork_the_snapshot_is_taken_in_process(
+    traced: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # fork's EAGAIN: a process limit
+
+    monkeypatch.setattr(forked, "_unpatched", lambda name: no_fork if name == "fork" else getattr(os, name))
+    open_fds = len(os.listdir("/proc/self/fd"))
+    client = Agent(_app, token=TOKEN)
+    seen: dict[str, str] = {}
+    body = b"".join(
+        client(
+            {"REQUEST_METHOD": "POST", "PATH_INFO": "/__memsoak__/snapshot", "REMOTE_ADDR": "127.0.0.1",
+             "HTTP_AUTHORIZATION": f"Bearer {TOKEN}", "CONTENT_LENGTH": "0", "wsgi.input": None},
+            lambda status, headers: seen.update(status=status),
+        )
+    )  # fmt: skip
+    doc = json.loads(body)
+    assert seen["status"] == "200 OK" and "child_s" not in doc
+    assert snapshot_from_dict(doc).pid == os.getpid()
+    assert len(os.listdir("/proc/self/fd")) == open_fds  # the pipe went with the failed fork

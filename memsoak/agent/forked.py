@@ -68,12 +68,22 @@ class ForkedSnapshot:
     the child sends it. Reading blocks the calling thread, cooperatively under gevent's patched
     `select`, while the process goes on serving others. `close()` ends the child either way."""
 
-    def __init__(self, min_site_bytes: int, max_document_bytes: int) -> None:
+    def __init__(self, min_site_bytes: int, max_document_bytes: int, *, background: bool = False) -> None:
+        """`background`: the load goes on while the document comes (the client was told the state
+        is taken), so the child runs at a lower priority and takes only the CPU the target and
+        the load leave it."""
         started = time.perf_counter()
         rss_bytes = tracing.collect_before_snapshot()
         self._read_end, write_end = os.pipe()
-        self._pid = _unpatched("fork")()
+        try:
+            self._pid = _unpatched("fork")()
+        except OSError:
+            os.close(self._read_end)
+            os.close(write_end)
+            raise
         if self._pid == 0:  # pragma: no cover - the child; coverage does not follow it
+            if background:
+                os.nice(10)
             _build_in_child(self._read_end, write_end, min_site_bytes, max_document_bytes, rss_bytes, started)
         os.close(write_end)
         self.paused_s = time.perf_counter() - started

@@ -261,11 +261,13 @@ class Agent:
             )
         try:
             if not self._snapshot_in_child:
-                doc = tracing.take_snapshot(min_site_bytes)
-                if self._metrics is not None:
-                    self._metrics.growth.observe(doc)
-                return doc
-            chunks = self._forked_snapshot(forked.ForkedSnapshot(min_site_bytes, self._max_response_bytes))
+                return self._snapshot_in_process(min_site_bytes)
+            try:
+                limit = self._max_response_bytes
+                snapshot = forked.ForkedSnapshot(min_site_bytes, limit, background=announce)
+            except OSError:  # no fork now (a process or memory limit): the slower way still works
+                return self._snapshot_in_process(min_site_bytes)
+            chunks = self._forked_snapshot(snapshot)
         finally:
             self._snapshots.running.release()
         if announce:
@@ -277,6 +279,12 @@ class Agent:
         except forked.ChildFailed as exc:
             raise _Refusal("500 Internal Server Error", str(exc)) from None
         return _Stream(_prepended(first, chunks))
+
+    def _snapshot_in_process(self, min_site_bytes: int) -> dict[str, Any]:
+        doc = tracing.take_snapshot(min_site_bytes)
+        if self._metrics is not None:
+            self._metrics.growth.observe(doc)
+        return doc
 
     def _forked_snapshot(self, snapshot: forked.ForkedSnapshot) -> Generator[bytes, None, None]:
         """The child's document as it comes; ChildFailed before the first chunk if it cannot."""

@@ -380,6 +380,10 @@ class QuotaCoordinator:
             f"worker(s) {', '.join(sent_to)} (the target had served {done} of the {boundary} due by now)"
         )
 
+    def resume(self) -> None:
+        """The local gate's early resume, not done here: the next phase's quotas go out once the
+        boundary's action has finished, as they always have (a round trip to every worker)."""
+
     def _run_boundary(self, phase: int) -> None:
         self._completed_at_boundary = self._boundaries[phase]
         self._on_boundary(self._boundaries[phase])

@@ -94,3 +94,57 @@ def test_a_boundary_can_end_the_run_early_after_a_few_more_requests() -> None:
     assert seen == [(10, 0), (20, 0), (30, 0), (45, 0)]
     with pytest.raises(RuntimeError):
         gate.end_at(50)  # not from a boundary's action
+
+
+def test_an_action_can_resume_the_load_before_it_ends() -> None:
+    """A forked snapshot: the action resumes the load once the state is taken and goes on
+    (receiving the document) while requests flow towards the next boundary, even past it."""
+    seen: list[tuple[int, int, int]] = []  # (boundary, requests completed when it resumed, in flight)
+    finished: list[int] = []
+    gate: RequestGate
+
+    def on_boundary(count: int) -> None:
+        seen.append((count, gate.completed, gate.in_flight))
+        if count == 20:
+            with pytest.raises(RuntimeError):
+                gate.resume()
+                gate.end_at(90)  # too late: the budget may be on its way
+        gate.resume()
+        gevent.sleep(0.05)  # the document arriving, while users send requests
+        finished.append(count)
+
+    gate = RequestGate([10, 20, 30, 60], on_boundary)
+    sent = _drive(gate, 5, [])
+    gevent.sleep(0.1)
+    assert sent == 60 == gate.completed
+    # Every boundary still saw exactly its requests with none in flight, and every action ended.
+    assert seen == [(10, 10, 0), (20, 20, 0), (30, 30, 0), (60, 60, 0)]
+    assert sorted(finished) == [10, 20, 30, 60]
+
+
+def test_resume_outside_an_action_changes_nothing() -> None:
+    gate = RequestGate([1, 3], lambda count: gevent.sleep(10))
+    gate.acquire()
+    gate.release()  # boundary 1 holds the load for 10 s
+    gevent.sleep(0.01)
+    waiter = gevent.spawn(gate.acquire)
+    gate.resume()  # not the action's greenlet: the load stays held
+    gevent.sleep(0.01)
+    assert not waiter.dead and gate.issued == 1
+    waiter.kill()
+    gate.close()
+
+
+def test_drain_can_resume_early_too() -> None:
+    gate = RequestGate([0], lambda count: None, open_ended=True)
+    gevent.sleep(0.01)
+    got: list[int] = []
+
+    def action(completed: int) -> None:
+        gate.resume()
+        gate.acquire()  # would wait forever if the drain still held the load
+        got.append(completed)
+        gate.release()
+
+    gate.drain(action)
+    assert got == [0] and gate.completed == 1

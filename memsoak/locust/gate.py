@@ -47,8 +47,8 @@ class RequestGate:
         self.completed = 0
         self.in_flight = 0
         self.closed = False
-        self._acting: int | None = None  # the boundary whose action is running
-        self._draining = False
+        self._actions: dict[object, int] = {}  # greenlet -> the boundary whose action it runs
+        self._draining: object = None  # the greenlet in `drain`, if any
         self._open = Event()
         self._open.set()
         self._idle = Event()  # set while no request is in flight
@@ -93,11 +93,12 @@ class RequestGate:
         gevent.spawn(self._run_boundary, self._next)
 
     def _run_boundary(self, index: int) -> None:
-        self._acting = index
+        me = gevent.getcurrent()
+        self._actions[me] = index
         try:
             self._on_boundary(self._boundaries[index])
         finally:
-            self._acting = None
+            del self._actions[me]
             if self._next == index:  # not resumed early
                 self._next += 1
                 self._open.set()
@@ -105,16 +106,20 @@ class RequestGate:
     def resume(self) -> None:
         """From a boundary's (or `drain`'s) action that no longer needs the load held, say once
         its snapshot is taken and only arriving: tokens flow towards the next boundary while the
-        action finishes. No `end_at` after this: the budget may already be on its way."""
-        if self._acting is not None and self._next == self._acting:
+        action finishes. No `end_at` after this: the budget may already be on its way. Anywhere
+        else, or a second time, it does nothing."""
+        me = gevent.getcurrent()
+        index = self._actions.get(me)
+        if index is not None and self._next == index:
             self._next += 1
-        if self._acting is not None or self._draining:
+            self._open.set()
+        elif me is self._draining:
             self._open.set()
 
     def end_at(self, count: int) -> None:
         """From a boundary's action: make `count` the budget and the only boundary left (a run
         that ends early, after one more stretch of requests)."""
-        if self._acting is None or self._next != self._acting:
+        if self._actions.get(gevent.getcurrent()) != self._next:
             raise RuntimeError("end_at() is for a boundary's action, before it resumes the load")
         current = self._boundaries[self._next]
         if count <= current:
@@ -130,13 +135,13 @@ class RequestGate:
         if self.closed:
             return
         self._open.clear()
-        self._draining = True
+        self._draining = gevent.getcurrent()
         try:
             self._idle.wait()
             if not self.closed:
                 action(self.completed)
         finally:
-            self._draining = False
+            self._draining = None
             self._open.set()
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ Version 1 is one JSON object::
 in `workers` order, summing to the site's size.
 
 The frame table keeps the document small: a traceback of 10 frames costs 10 small integers.
+`duration_s` is how long the target was paused to take it; `child_s`, present when a forked
+child built the document (memsoak.agent.forked), how long that took off the target's path.
 `requests` is written by the harness when it saves the document (the agent does not know how
 many *measured* requests there were); a bare agent response has none and reads as 0.
 """

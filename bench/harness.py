@@ -6,9 +6,10 @@ same no-leak target, with wrk's req/s on that target as the ceiling.
 Every run gets a fresh target in the same state: the fixed seed app under `memsoak serve`, agent
 installed and tracing on at memsoak's default depth. memsoak drives --warmup 200 then
 --requests measured requests (its snapshots included); raw Locust drives the same total. Pairs
-alternate which goes first. req/s is Locust's own total rate in both; memsoak's is also shown
-with its snapshot pauses taken out, and the CPU the driving side spent per request (steadier than
-req/s on a shared machine).
+alternate which goes first; the ratio within each pair is the figure to quote (the machine's
+speed drifts between pairs), next to the ratio of the medians. req/s is Locust's own total rate
+in both; memsoak's is also shown with the target's snapshot pauses taken out, and the CPU the
+driving side spent per request (steadier than req/s on a shared machine).
 
 With --watch, the low-overhead soak mode instead: the target is served untraced (`--no-trace`) in
 every run and memsoak runs with `--watch` (census only, tracing a window only once growth
@@ -111,6 +112,9 @@ def main() -> None:
                 ceiling.append(wrk(target.url, seconds=5))
     base = median(raw)
     label = " ".join(["memsoak run", *memsoak_args])
+    # Each pair ran side by side (alternating which went first); the machine's speed drifts
+    # between pairs by more than the effect measured, which the ratio within a pair cancels.
+    pair_ratios = [m / r for m, r in zip(memsoak, raw, strict=True)]
     rows = [
         ["raw Locust (FastHttpUser)", f"{base:,.0f}", "1.00", " ".join(f"{v:,.0f}" for v in raw)],
         [label, f"{median(memsoak):,.0f}", f"{median(memsoak) / base:.2f}",
@@ -121,6 +125,10 @@ def main() -> None:
          " ".join(f"{v:,.0f}" for v in ceiling)],
     ]  # fmt: skip
     print(table(["driver", "median req/s", "vs raw Locust", "runs"], rows))
+    print(
+        f"\n{label} over raw Locust within each pair: median {median(pair_ratios):.2f} "
+        f"(pairs: {' '.join(f'{ratio:.2f}' for ratio in pair_ratios)})"
+    )
     raw_us, memsoak_us = median(raw_cpu) * 1e6, median(memsoak_cpu) * 1e6
     runs = " / ".join(" ".join(f"{v * 1e6:,.0f}" for v in cpu) for cpu in (raw_cpu, memsoak_cpu))
     print(

@@ -217,7 +217,15 @@ def test_without_a_fork_the_snapshot_is_taken_in_process(
         raise BlockingIOError(11, "Resource temporarily unavailable")  # fork's EAGAIN: a process limit
 
     monkeypatch.setattr(forked, "_unpatched", lambda name: no_fork if name == "fork" else getattr(os, name))
-    open_fds = len(os.listdir("/proc/self/fd"))
+    pipes: list[tuple[int, int]] = []  # (descriptor, inode) of each end the agent opened
+    real_pipe = os.pipe
+
+    def recorded_pipe() -> tuple[int, int]:
+        ends = real_pipe()
+        pipes.extend((fd, os.fstat(fd).st_ino) for fd in ends)
+        return ends
+
+    monkeypatch.setattr(os, "pipe", recorded_pipe)
     client = Agent(_app, token=TOKEN)
     seen: dict[str, str] = {}
     body = b"".join(
@@ -230,4 +238,9 @@ def test_without_a_fork_the_snapshot_is_taken_in_process(
     doc = json.loads(body)
     assert seen["status"] == "200 OK" and "child_s" not in doc
     assert snapshot_from_dict(doc).pid == os.getpid()
-    assert len(os.listdir("/proc/self/fd")) == open_fds  # the pipe went with the failed fork
+    assert len(pipes) == 2
+    for fd, inode in pipes:  # the pipe went with the failed fork
+        try:
+            assert os.fstat(fd).st_ino != inode
+        except OSError:
+            pass

@@ -529,11 +529,13 @@ class MemsoakPlugin:
             finally:
                 self._snapshotting = False
             self.store.add(snapshot, path)
+            child_s = doc.get("child_s")
             # What run.json says until the end: a run killed now reports up to this snapshot.
             self.data.requests = RequestCounts(self.settings.warmup, measured, self.failed_measured)
             self._event(
                 f"{label} snapshot at {measured} requests: RSS {snapshot.rss_bytes:,} B, "
                 f"paused the target {snapshot.duration_s:.2f} s"
+                + (f" (built in {child_s:.2f} s by a forked child)" if isinstance(child_s, float) else "")
             )
             self.run_dir.save_state(self.data, "running")
             self._history_progress()

@@ -83,7 +83,7 @@ class ForkedSnapshot:
             raise
         if self._pid == 0:  # pragma: no cover - the child; coverage does not follow it
             if background:
-                os.nice(10)
+                os.nice(19)
             _build_in_child(self._read_end, write_end, min_site_bytes, max_document_bytes, rss_bytes, started)
         os.close(write_end)
         self.paused_s = time.perf_counter() - started

@@ -61,14 +61,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--no-traced-ab", action="store_true", help="skip ab on the traced app")
     args = parser.parse_args()
-    walls: dict[str, list[float]] = {"ab": [], "ab-traced": [], **{v: [] for v in args.variants}}
+    baselines = ["ab"] if args.no_traced_ab else ["ab", "ab-traced"]
+    walls: dict[str, list[float]] = {**{b: [] for b in baselines}, **{v: [] for v in args.variants}}
     pauses: dict[str, list[float]] = {v: [] for v in args.variants}
     measured: dict[str, list[int]] = {v: [] for v in args.variants}
     verdicts: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.rounds):
-            order = ["ab", "ab-traced", *args.variants]
+            order = [*baselines, *args.variants]
             if round_number % 2:
                 order.reverse()
             for which in order:
@@ -88,18 +90,24 @@ def main() -> None:
                 print(
                     f"round {round_number + 1}: {which} {walls[which][-1]:.1f} s", file=sys.stderr, flush=True
                 )
-    ab, ab_traced = median(walls["ab"]), median(walls["ab-traced"])
+    ab = median(walls["ab"])
+    ab_traced = median(walls["ab-traced"]) if "ab-traced" in walls else None
+
+    def vs_traced(wall: float) -> str:
+        return "" if ab_traced is None else f"{wall / ab_traced:.2f}"
+
     rows = [
         [
             f"ab -n {args.requests} -c 10, target alone{suffix}",
             f"{median(walls[key]):.1f}",
             f"{median(walls[key]) / ab:.2f}",
-            f"{median(walls[key]) / ab_traced:.2f}",
+            vs_traced(median(walls[key])),
             "",
             "",
             " ".join(f"{w:.1f}" for w in walls[key]),
         ]
         for key, suffix in (("ab", ", untraced"), ("ab-traced", ", traced (10 frames)"))
+        if key in walls
     ]
     for key in args.variants:
         wall = median(walls[key])
@@ -109,7 +117,7 @@ def main() -> None:
                 label,
                 f"{wall:.1f}",
                 f"{wall / ab:.2f}",
-                f"{wall / ab_traced:.2f}",
+                vs_traced(wall),
                 f"{median(pauses[key]):.1f}",
                 f"{median(measured[key]):,.0f}",
                 " ".join(f"{w:.1f}" for w in walls[key]),
@@ -129,6 +137,14 @@ def main() -> None:
             rows,
         )
     )
+    # Each round ran everything side by side (alternating the order); the machine's speed drifts
+    # between rounds by more than some of the effects measured, which a ratio within a round cancels.
+    for key in args.variants:
+        ratios = [wall / base for wall, base in zip(walls[key], walls["ab"], strict=True)]
+        print(
+            f"\n{' '.join(['memsoak run', *VARIANTS[key]])} over ab untraced within each round: median "
+            f"{median(ratios):.2f} (rounds: {' '.join(f'{r:.2f}' for r in ratios)})"
+        )
     print(f"\nverdicts: {', '.join(sorted(verdicts))}; {args.rounds} rounds; {machine_note()}")
 
 

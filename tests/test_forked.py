@@ -4,6 +4,7 @@ behind in the target for the next snapshot to see."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -217,15 +218,24 @@ def test_without_a_fork_the_snapshot_is_taken_in_process(
         raise BlockingIOError(11, "Resource temporarily unavailable")  # fork's EAGAIN: a process limit
 
     monkeypatch.setattr(forked, "_unpatched", lambda name: no_fork if name == "fork" else getattr(os, name))
-    pipes: list[tuple[int, int]] = []  # (descriptor, inode) of each end the agent opened
-    real_pipe = os.pipe
+    opened: list[int] = []  # the pipe ends the agent opened, and the descriptors it closed
+    closed: list[int] = []
+    real_pipe, real_close = os.pipe, os.close
+    this_thread = threading.get_ident()  # threads other tests left running may open pipes too
 
     def recorded_pipe() -> tuple[int, int]:
         ends = real_pipe()
-        pipes.extend((fd, os.fstat(fd).st_ino) for fd in ends)
+        if threading.get_ident() == this_thread:
+            opened.extend(ends)
         return ends
 
+    def recorded_close(fd: int) -> None:
+        if threading.get_ident() == this_thread:
+            closed.append(fd)
+        real_close(fd)
+
     monkeypatch.setattr(os, "pipe", recorded_pipe)
+    monkeypatch.setattr(os, "close", recorded_close)
     client = Agent(_app, token=TOKEN)
     seen: dict[str, str] = {}
     body = b"".join(
@@ -238,9 +248,36 @@ def test_without_a_fork_the_snapshot_is_taken_in_process(
     doc = json.loads(body)
     assert seen["status"] == "200 OK" and "child_s" not in doc
     assert snapshot_from_dict(doc).pid == os.getpid()
-    assert len(pipes) == 2
-    for fd, inode in pipes:  # the pipe went with the failed fork
-        try:
-            assert os.fstat(fd).st_ino != inode
-        except OSError:
-            pass
+    assert len(opened) == 2 and set(opened) <= set(closed)  # the pipe went with the failed fork
+
+
+def test_a_client_gone_mid_answer_ends_the_child(traced: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WSGI servers close the body however the response ended: a client that leaves after the
+    announcement (its own timeout, say) leaves no child behind, even one that is still working."""
+    import psutil
+
+    hold_read, hold_write = os.pipe()
+    build = tracing.snapshot_document
+
+    def held_build(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        os.read(hold_read, 1)  # never written: the child works until it is ended
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(tracing, "snapshot_document", held_build)
+    agent = Agent(_app, token=TOKEN)
+    body = json.dumps({"announce": True}).encode()
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/__memsoak__/snapshot", "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Bearer {TOKEN}", "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }  # fmt: skip
+    answer = agent(environ, lambda status, headers: None)
+    try:
+        assert next(iter(answer)) == b"\n"
+        children = psutil.Process().children()
+        assert len(children) == 1 and children[0].status() != psutil.STATUS_ZOMBIE
+    finally:
+        answer.close()  # type: ignore[attr-defined]
+        os.close(hold_read)
+        os.close(hold_write)
+    assert psutil.Process().children() == []  # killed and reaped, not a zombie

@@ -125,7 +125,13 @@ class FanoutAgent(Agent):
 
     def _local_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = super()._snapshot(body)
-        doc = json.loads(b"".join(answer.chunks)) if isinstance(answer, _Stream) else answer
+        if isinstance(answer, _Stream):
+            try:
+                doc = json.loads(b"".join(answer))
+            finally:
+                answer.close()
+        else:
+            doc = answer
         if "error" in doc:
             raise RuntimeError(doc["error"])
         doc["requests_served"] = self.requests_served

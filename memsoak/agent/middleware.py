@@ -17,7 +17,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeGuard
 
 from memsoak.agent import forked, tracing
@@ -44,10 +44,19 @@ class _Raw:
 
 
 class _Stream:
-    """A JSON response sent as it is made, without a length known in advance."""
+    """A JSON response sent as it is made, without a length known in advance. WSGI servers call
+    `close()` however the response ended (sent, client gone, error), so `on_close` runs even
+    when no chunk was asked for."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = chunks
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._on_close()
 
 
 class _Refusal(Exception):
@@ -144,7 +153,7 @@ class Agent:
             if isinstance(body, _Stream):
                 headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
                 start_response("200 OK", headers)
-                return body.chunks
+                return body
             if not isinstance(body, _Raw):
                 body = _Raw("application/json", json.dumps(body, separators=(",", ":")).encode())
             data = body.body
@@ -267,18 +276,23 @@ class Agent:
                 snapshot = forked.ForkedSnapshot(min_site_bytes, limit, background=announce)
             except OSError:  # no fork now (a process or memory limit): the slower way still works
                 return self._snapshot_in_process(min_site_bytes)
-            chunks = self._forked_snapshot(snapshot)
         finally:
+            # Released once the child is forked: another snapshot may fork its own meanwhile
+            # (the rate limit bounds how many), as the target is no longer paused.
             self._snapshots.running.release()
+        chunks = self._forked_chunks(snapshot)
         if announce:
-            return _Stream(_announced(chunks))
+            return _Stream(_announced(chunks), snapshot.close)
         try:
             first = next(chunks)
-        except forked.DocumentTooLarge as exc:
-            raise _Refusal("507 Insufficient Storage", str(exc)) from None
-        except forked.ChildFailed as exc:
-            raise _Refusal("500 Internal Server Error", str(exc)) from None
-        return _Stream(_prepended(first, chunks))
+        except BaseException as exc:
+            snapshot.close()
+            if not isinstance(exc, forked.ChildFailed):
+                raise
+            too_large = isinstance(exc, forked.DocumentTooLarge)
+            status = "507 Insufficient Storage" if too_large else "500 Internal Server Error"
+            raise _Refusal(status, str(exc)) from None
+        return _Stream(_prepended(first, chunks), snapshot.close)
 
     def _snapshot_in_process(self, min_site_bytes: int) -> dict[str, Any]:
         doc = tracing.take_snapshot(min_site_bytes)
@@ -286,18 +300,15 @@ class Agent:
             self._metrics.growth.observe(doc)
         return doc
 
-    def _forked_snapshot(self, snapshot: forked.ForkedSnapshot) -> Generator[bytes, None, None]:
+    def _forked_chunks(self, snapshot: forked.ForkedSnapshot) -> Iterator[bytes]:
         """The child's document as it comes; ChildFailed before the first chunk if it cannot."""
-        try:
-            if self._metrics is not None and self._metrics.growth.watching:
-                # Metrics read the sites: only a target someone scrapes pays for parsing them here.
-                data = b"".join(snapshot.document())
-                self._metrics.growth.observe(json.loads(data))
-                yield data
-            else:
-                yield from snapshot.document()
-        finally:
-            snapshot.close()
+        if self._metrics is not None and self._metrics.growth.watching:
+            # Metrics read the sites: only a target someone scrapes pays for parsing them here.
+            data = b"".join(snapshot.document())
+            self._metrics.growth.observe(json.loads(data))
+            yield data
+        else:
+            yield from snapshot.document()
 
     def _metrics_text(self, _body: dict[str, Any]) -> _Raw:
         if self._metrics is None:
@@ -368,26 +379,20 @@ class Agent:
         return tracing.set_tracing(enable, frames)
 
 
-def _announced(chunks: Generator[bytes, None, None]) -> Iterator[bytes]:
+def _announced(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    yield b"\n"
     try:
-        yield b"\n"
-        try:
-            first = next(chunks)
-        except forked.ChildFailed as exc:
-            yield json.dumps({"error": str(exc)}).encode()
-            return
-        yield first
-        yield from chunks
-    finally:
-        chunks.close()
+        first = next(chunks)
+    except forked.ChildFailed as exc:
+        yield json.dumps({"error": str(exc)}).encode()
+        return
+    yield first
+    yield from chunks
 
 
-def _prepended(first: bytes, rest: Generator[bytes, None, None]) -> Iterator[bytes]:
-    try:
-        yield first
-        yield from rest
-    finally:
-        rest.close()
+def _prepended(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
 
 
 def _list_of(value: Any, most: int, valid: Callable[[Any], bool]) -> TypeGuard[list[Any]]:

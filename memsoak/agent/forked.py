@@ -82,9 +82,8 @@ class ForkedSnapshot:
             os.close(write_end)
             raise
         if self._pid == 0:  # pragma: no cover - the child; coverage does not follow it
-            if background:
-                os.nice(19)
-            _build_in_child(self._read_end, write_end, min_site_bytes, max_document_bytes, rss_bytes, started)
+            limits = (min_site_bytes, max_document_bytes)
+            _build_in_child(self._read_end, write_end, limits, rss_bytes, started, background)
         os.close(write_end)
         self.paused_s = time.perf_counter() - started
         self._deadline = time.monotonic() + CHILD_DEADLINE_S
@@ -143,14 +142,18 @@ class ForkedSnapshot:
 def _build_in_child(
     read_end: int,
     write_end: int,
-    min_site_bytes: int,
-    max_document_bytes: int,
+    limits: tuple[int, int],
     rss_bytes: int,
     started: float,
+    background: bool,
 ) -> None:  # pragma: no cover - runs in the child
+    """Never returns: whatever happens, the child ends here and never runs the target's code."""
     status = 1
     try:
         forked_after_s = time.perf_counter() - started
+        min_site_bytes, max_document_bytes = limits
+        if background:
+            os.nice(19)
         os.close(read_end)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the target's handlers are not the child's
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -311,11 +311,8 @@ class MemsoakPlugin:
             self._measuring_since = time.monotonic()
             self._watch(0)
         elif measured == 0:
-            if self._start_tracing() and self._snapshot(0, "baseline", resume_load=True):
-                self._measuring_since = time.monotonic()
-                self._sampler = gevent.spawn(self._sample_forever)
-                if settings.duration_s is not None:
-                    self._clock = gevent.spawn(self._soak_clock, self._measuring_since)
+            if self._start_tracing():
+                self._snapshot(0, "baseline", resume_load=True, on_taken=self._start_measuring)
         elif measured == self._paths_window_end:
             self._close_paths_window(measured)
         elif measured < settings.requests:
@@ -361,9 +358,15 @@ class MemsoakPlugin:
         self._offset = measured
         self._window_end = measured + WINDOW_REQUESTS
         self.data.samples.clear()
-        if self._snapshot(0, "baseline", resume_load=True):
-            self._measuring_since = time.monotonic()
-            self._sampler = gevent.spawn(self._sample_forever)
+        self._snapshot(0, "baseline", resume_load=True, on_taken=self._start_measuring)
+
+    def _start_measuring(self) -> None:
+        """The baseline's state is taken: measured requests count from now (the load may resume
+        before the baseline's document is in, and the next checkpoint's reading must count)."""
+        self._measuring_since = time.monotonic()
+        self._sampler = gevent.spawn(self._sample_forever)
+        if self.settings.duration_s is not None and not self.settings.watch:
+            self._clock = gevent.spawn(self._soak_clock, self._measuring_since)
 
     def _may_settle_shallow(self) -> bool:
         settings = self.settings
@@ -503,10 +506,18 @@ class MemsoakPlugin:
         until_confident = self.settings.until_confident
         return self._snapshot(measured, "checkpoint", resume_load=not until_confident) and until_confident
 
-    def _snapshot(self, measured: int, label: str, required: bool = True, resume_load: bool = False) -> bool:
+    def _snapshot(
+        self,
+        measured: int,
+        label: str,
+        required: bool = True,
+        resume_load: bool = False,
+        on_taken: Callable[[], None] | None = None,
+    ) -> bool:
         """`resume_load`: let the load go on once the agent has taken the target's state, while
         the document arrives (an agent that forks its snapshots says so first: the load then
-        waits for the collection and the fork, not for the whole document)."""
+        waits for the collection and the fork, not for the whole document). `on_taken` runs
+        then too, before the load resumes."""
         # A reading just before the snapshot: RSS growth between snapshots is what requests drive,
         # apart from the snapshots' own footprint (analysis/driven.py).
         try:
@@ -517,7 +528,14 @@ class MemsoakPlugin:
             self._snapshotting = True  # the target is paused by design: the sampler waits
             try:
                 gate = self.gate
-                doc = self.agent.snapshot(MIN_SITE_BYTES, gate.resume if resume_load and gate else None)
+
+                def taken() -> None:
+                    if on_taken is not None:
+                        on_taken()
+                    if resume_load and gate is not None:
+                        gate.resume()
+
+                doc = self.agent.snapshot(MIN_SITE_BYTES, taken if resume_load or on_taken else None)
                 snapshot, path = self.run_dir.write_snapshot(doc, measured, label)
             except (AgentError, ValueError) as exc:
                 message = f"{label} snapshot at {measured} measured requests failed: {exc}"

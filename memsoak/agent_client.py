@@ -162,10 +162,14 @@ class AgentClient:
     def collect_garbage(self) -> dict[str, Any]:
         return self._json("POST", "gc", {})
 
-    def retention(self, suspects: list[dict[str, Any]], max_seconds: float = 10.0) -> dict[str, Any]:
+    def retention(
+        self, suspects: list[dict[str, Any]], max_seconds: float = 10.0, fork: bool = False
+    ) -> dict[str, Any]:
         """What keeps each suspect alive (memsoak/agent/retention.py): [{"traceback": [[file,
-        line], ...], "live_bytes": int}] in, {"suspects": [...], ...} out."""
-        return self._json("POST", "retention", {"suspects": suspects, "max_seconds": max_seconds})
+        line], ...], "live_bytes": int}] in, {"suspects": [...], ...} out. `fork`: search in a
+        forked child, the target serving meanwhile (memsoak/agent/forked.py)."""
+        body = {"suspects": suspects, "max_seconds": max_seconds, "fork": fork}
+        return self._json("POST", "retention", body)
 
     def watch_callers(self, lines: list[tuple[str, int]], depth: int, max_seconds: float) -> dict[str, Any]:
         """Start recording the call paths reaching `lines` (memsoak/agent/callers.py)."""

@@ -376,6 +376,11 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_false",
         help="start with tracemalloc off (memsoak run's plugin turns it on at the baseline)",
     )
+    p.add_argument(
+        "--quick-exit",
+        action="store_true",
+        help="skip the interpreter's garbage collections at exit (memsoak run starts its targets so)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -394,6 +399,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_kind=args.server,
         workers=args.workers,
         worker_class=args.worker_class,
+        quick_exit=args.quick_exit,
     )
 
 

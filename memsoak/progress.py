@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analysis.report import Report
 from analysis.units import human_bytes
+
+if TYPE_CHECKING:  # `memsoak run` imports this before it starts Locust: analysis waits
+    from analysis.report import Report
 
 PROGRESS = "memsoak-progress "
 SUMMARY = "memsoak-summary "

@@ -205,7 +205,9 @@ def _run_locust_master(
 ) -> tuple[int, bool]:
     from memsoak.progress import SUMMARY, TerminalView
 
-    with open(log_path, "w", encoding="utf-8") as log, TerminalView() as view:
+    with open(log_path, "w", encoding="utf-8") as log:
+        # Started before the terminal view is made: Locust's imports are the longest step of a
+        # run's start (the target's run alongside), and rich's would hold them up.
         process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -214,31 +216,32 @@ def _run_locust_master(
             text=True,
             bufsize=1,
         )
-        if target is not None:
+        with TerminalView() as view:
+            if target is not None:
+                try:
+                    target.wait_ready()
+                except MemsoakError:
+                    process.kill()
+                    process.wait()
+                    raise
+                target.watch(on_death=lambda: _stop_later(process, DEAD_TARGET_GRACE_S))
+            assert process.stdout is not None
             try:
-                target.wait_ready()
-            except MemsoakError:
-                process.kill()
-                process.wait()
-                raise
-            target.watch(on_death=lambda: _stop_later(process, DEAD_TARGET_GRACE_S))
-        assert process.stdout is not None
-        try:
-            for line in process.stdout:
-                log.write(line)
-                view.feed(line)
-                if target is not None and line.startswith(SUMMARY):
-                    # The reports are written and Locust is done with the target: its teardown
-                    # (a quarter of a second with the seed's heap) overlaps Locust's own.
-                    threading.Thread(target=target.stop, name="memsoak-target-stop", daemon=True).start()
-            return process.wait(), False
-        except KeyboardInterrupt:
-            # Locust got the same Ctrl-C from the terminal (same process group; the target has a
-            # session of its own): let it take a final snapshot and write its reports.
-            for line in process.stdout:
-                log.write(line)
-                view.feed(line)
-            return process.wait(), True
+                for line in process.stdout:
+                    log.write(line)
+                    view.feed(line)
+                    if target is not None and line.startswith(SUMMARY):
+                        # The reports are written and Locust is done with the target: its teardown
+                        # (a quarter of a second with the seed's heap) overlaps Locust's own.
+                        threading.Thread(target=target.stop, name="memsoak-target-stop", daemon=True).start()
+                return process.wait(), False
+            except KeyboardInterrupt:
+                # Locust got the same Ctrl-C from the terminal (same process group; the target has a
+                # session of its own): let it take a final snapshot and write its reports.
+                for line in process.stdout:
+                    log.write(line)
+                    view.feed(line)
+                return process.wait(), True
 
 
 def _stop_later(process: subprocess.Popen[str], grace_s: float) -> None:
@@ -313,7 +316,7 @@ def run(options: RunOptions) -> int:
                 if multi_worker
                 # Warm-up runs untraced, at full speed; the plugin turns tracing on at the
                 # baseline. Multi-worker targets have no such switch: they trace from the start.
-                else ("--no-trace",)
+                else ("--no-trace", "--quick-exit")
             ),
         )
         if multi_worker:

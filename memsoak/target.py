@@ -44,6 +44,9 @@ class TargetProcess:
         self.ready = False  # its ready line was read
         self._stopping = False
         self._stopped_alive = False
+        # `memsoak run` stops the target from a thread as the reports are in, and again on its
+        # way out: the second waits here rather than polling Popen.wait's lock.
+        self._stop_lock = threading.Lock()
 
     @property
     def pid(self) -> int:
@@ -172,17 +175,18 @@ class TargetProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
-        if self.process.poll() is None:
-            self._stopped_alive = True
-            self.process.send_signal(signal.SIGTERM)
-            self.process.send_signal(signal.SIGCONT)  # a stopped (SIGSTOP) target can act on it
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
+        with self._stop_lock:
+            if self.process.poll() is None:
+                self._stopped_alive = True
+                self.process.send_signal(signal.SIGTERM)
+                self.process.send_signal(signal.SIGCONT)  # a stopped (SIGSTOP) target can act on it
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            if self.process.stdout:
+                self.process.stdout.close()
 
 
 def last_lines(path: Path, count: int) -> list[str]:

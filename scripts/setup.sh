@@ -2,7 +2,7 @@
 # Create .venv (Python 3.11+) and install memsoak into it, editable, with the given extras.
 # Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh test
 # Re-running is cheap: it reinstalls only when the build inputs changed (pyproject.toml, setup.py,
-# the C extension's source) or the extension the editable install builds into the tree is gone.
+# the C extensions' sources) or an extension the editable install builds into the tree is gone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -18,10 +18,12 @@ stamp=".venv/.memsoak-installed${extras:+-$extras}"
 needs_install() {
   [ -f "$stamp" ] || return 0
   local input
-  for input in pyproject.toml setup.py memsoak/agent/_grouping.c; do
+  for input in pyproject.toml setup.py memsoak/agent/*.c; do
     if [ "$input" -nt "$stamp" ]; then return 0; fi
   done
-  if ! compgen -G "memsoak/agent/_grouping*.so" > /dev/null; then return 0; fi
+  for source in memsoak/agent/*.c; do
+    if ! compgen -G "${source%.c}*.so" > /dev/null; then return 0; fi
+  done
   return 1
 }
 if needs_install; then

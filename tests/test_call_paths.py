@@ -18,8 +18,8 @@ from analysis.call_paths import deepen, origin, read_call_paths
 from analysis.model import Frame, RequestCounts, RunData, SiteStat, Snapshot
 from analysis.report import Report, build_report
 from analysis.writers import json_report, markdown
-from memsoak.agent import Agent, tracing
-from memsoak.agent.callers import CallerWatch
+from memsoak.agent import Agent, callers, tracing
+from memsoak.agent.callers import CallerWatch, _callhook
 
 TOKEN = "paths-token"
 KEPT: list[bytes] = []
@@ -32,10 +32,17 @@ def remember(n: int) -> None:
 REMEMBER_LINE = remember.__code__.co_firstlineno + 1
 
 
-@pytest.fixture(autouse=True)
-def no_hook_left() -> Iterator[None]:
-    yield
+@pytest.fixture(autouse=True, params=["c", "setprofile"])
+def hook(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test with the C hook, then with the `sys.setprofile` one it falls back to; none left."""
+    if request.param == "setprofile":
+        monkeypatch.setattr(callers, "_callhook", None)
+    else:
+        assert callers._callhook is not None, "the C extension is not built: pip install -e ."
+    yield request.param
     sys.setprofile(None)
+    if _callhook is not None:
+        _callhook.stop()
     KEPT.clear()
 
 
@@ -93,6 +100,35 @@ def test_callers_refuses_bad_input_and_a_stop_without_a_start() -> None:
         assert _post(client, "callers/start", body)[0] == 400, body
     assert sys.getprofile() is None
     assert _post(client, "callers/stop", {})[0] == 409
+
+
+@pytest.mark.parametrize("hook", ["c"], indirect=True)  # the C hook's own behaviour
+def test_the_c_hook_passes_on_only_calls_of_the_watched_files_code(hook: str) -> None:
+    assert _callhook is not None
+    seen: list[str] = []
+    _callhook.start((__file__,), lambda frame: seen.append(frame.f_code.co_name), 1e18)
+    json.dumps({"a": [1]})  # the json module's code: not passed on
+    remember(1)
+    _callhook.stop()
+    remember(1)
+    assert seen == ["remember"]
+
+
+@pytest.mark.parametrize("hook", ["c"], indirect=True)  # the C hook's own behaviour
+def test_a_callback_that_raises_never_reaches_the_target(hook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _callhook is not None
+    reported: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: reported.append(info.exc_value))
+
+    def broken(_frame: object) -> None:
+        raise RuntimeError("a bug in the watch")
+
+    _callhook.start((__file__,), broken, 1e18)
+    try:
+        remember(1)  # runs on, as the target's request would
+    finally:
+        _callhook.stop()
+    assert KEPT and [str(e) for e in reported] == ["a bug in the watch"]
 
 
 def test_a_forgotten_watch_takes_itself_off() -> None:

@@ -86,6 +86,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("run", "--native-traced-share"): ["-1", "x", "nan"],
     ("run", "--retention-seconds"): ["-1", "x", "121"],
     ("serve", "--no-trace"): ["yes"],
+    ("serve", "--quick-exit"): ["yes"],
     ("serve", "--server"): ["uwsgi"],
     ("serve", "--workers"): ["0", "x"],
     ("serve", "--worker-class"): ["threads!"],

@@ -281,3 +281,89 @@ def test_a_client_gone_mid_answer_ends_the_child(traced: None, monkeypatch: pyte
         os.close(hold_read)
         os.close(hold_write)
     assert psutil.Process().children() == []  # killed and reaped, not a zombie
+
+
+# -- the retention search in a forked child ------------------------------------------------------
+
+_KEPT: list[bytearray] = []  # a module global: the root the search must name
+
+
+def _keep_some() -> None:
+    _KEPT.extend(bytearray(1_000) for _ in range(300))  # the suspect's line
+
+
+def _retention_suspect() -> list[dict[str, Any]]:
+    code = _keep_some.__code__
+    line = code.co_firstlineno + 1
+    return [{"traceback": [[code.co_filename, line]], "live_bytes": 300 * 1_000}]
+
+
+def test_a_forked_retention_search_answers_as_the_in_process_one(
+    monkeypatch: pytest.MonkeyPatch, serve_agent: Callable[..., str]
+) -> None:
+    from memsoak.agent.retention import find_retention
+
+    tracemalloc.start(1)
+    try:
+        _keep_some()
+        client = AgentClient(serve_agent(Agent(_app, token=TOKEN)), TOKEN, timeout=60)
+        in_process = find_retention(_retention_suspect(), max_seconds=30)
+
+        def searched_where(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return {**find_retention(*args, **kwargs), "pid": os.getpid()}
+
+        monkeypatch.setattr("memsoak.agent.retention.find_retention", searched_where)
+        forked_answer = client.retention(_retention_suspect(), max_seconds=30, fork=True)
+        assert forked_answer["pid"] != os.getpid()  # a child's answer
+    finally:
+        tracemalloc.stop()
+        _KEPT.clear()
+    [mine], [theirs] = in_process["suspects"], forked_answer["suspects"]
+    assert theirs["found"] is True and theirs["method"] == "items"
+    assert theirs["root"] == f"module {__name__}" and theirs["steps"][0].startswith("global _KEPT")
+    assert theirs == mine
+
+
+def test_the_target_serves_while_a_forked_search_runs(
+    monkeypatch: pytest.MonkeyPatch, serve_agent: Callable[..., str]
+) -> None:
+    hold_read, hold_write = os.pipe()
+    from memsoak.agent import retention
+
+    search = retention.find_retention
+
+    def held_search(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        os.read(hold_read, 1)  # only the child searches: it waits here for the test
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "find_retention", held_search)
+    tracemalloc.start(1)
+    client = AgentClient(serve_agent(Agent(_app, token=TOKEN)), TOKEN, timeout=120)
+    answered: list[dict[str, Any]] = []
+    suspects = _retention_suspect()
+    worker = threading.Thread(target=lambda: answered.append(client.retention(suspects, fork=True)))
+    worker.start()
+    try:
+        import psutil
+
+        deadline = 60.0
+        while not psutil.Process().children() and deadline > 0:
+            threading.Event().wait(0.05)
+            deadline -= 0.05
+        assert psutil.Process().children(), "no child searching"
+        assert client.status()["tracing"] is True  # served while the child is held
+        assert answered == []
+    finally:
+        os.write(hold_write, b"x")
+        worker.join(120)
+        os.close(hold_read)
+        os.close(hold_write)
+        tracemalloc.stop()
+    assert len(answered) == 1 and "suspects" in answered[0]
+
+
+def test_a_forked_search_is_asked_for_with_a_boolean(serve_agent: Callable[..., str]) -> None:
+    client = AgentClient(serve_agent(Agent(_app, token=TOKEN)), TOKEN, timeout=60)
+    body = {"suspects": _retention_suspect(), "fork": "yes"}
+    with pytest.raises(AgentError, match="HTTP 400"):
+        client._json("POST", "retention", body)

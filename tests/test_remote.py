@@ -143,3 +143,33 @@ def test_locust_gives_up_waiting_with_one_line(tmp_path: Path, token: str) -> No
     errors = [line for line in output.splitlines() if line.startswith("memsoak: error:")]
     assert len(errors) == 1 and "no agent answering" in errors[0], output[-2000:]
     assert "Traceback" not in output
+
+
+def test_a_quick_exit_still_runs_the_apps_exit_handlers(tmp_path: Path) -> None:
+    """`--quick-exit` (what `memsoak run` starts its targets with) skips the interpreter's
+    collections at exit, not its exit: atexit handlers run and the exit code is clean."""
+    (tmp_path / "exiting_app.py").write_text(
+        "import atexit, os\n"
+        "atexit.register(lambda: open(os.environ['MARK_FILE'], 'w').write('atexit ran'))\n"
+        "kept = [[n] for n in range(100_000)]\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n"
+    )
+    mark = tmp_path / "mark"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memsoak", "serve", "exiting_app:app", "--app-dir", str(tmp_path),
+         "--quick-exit"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "MARK_FILE": str(mark)},
+    )  # fmt: skip
+    try:
+        assert "url" in _ready_line(process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+    assert mark.read_text() == "atexit ran"

@@ -53,6 +53,13 @@ def test_seed_leak_settles_within_a_thousand_requests(memsoak: Callable[..., Any
     assert memsoak("report", str(tmp_path / "out")).returncode == 0
     again = json.loads((tmp_path / "out" / "report.json").read_text())
     assert again["suspects"][0]["traceback"] == top["traceback"]
+    # What keeps it alive was searched for during the window, in a forked child, with the
+    # tracebacks as traced (not the deepened ones, which no trace has): the report carries it.
+    retention = top["retention"]
+    assert retention["found"] is True and retention["root"] == "module targets.seed_leak.app"
+    assert retention["steps"][0].startswith("global users_list")
+    assert any("in a forked child, during the call-path window" in e for e in report["events"])
+    assert again["suspects"][0]["retention"] == retention
 
 
 def test_fixed_seed_does_not_stop_early_with_a_leak(memsoak: Callable[..., Any], tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ about a seventh (bench/overhead.py), and restarting it deeper drops every trace.
 instead sees each call of the functions holding the suspects' lines, with the stack that made
 it, for as long as it is on; it costs a Python callback per call, only while watching.
 
-A hook set with `sys.setprofile` sees the thread that set it: the target's main thread, where a
-gevent server runs every request's greenlet. Python 3.11 cannot hook other threads that are
-already running, so a threaded server's requests show no path (the suspects then keep their
-one-frame tracebacks). The hook takes itself off after `max_seconds` even if nobody asks for
-the answer.
+The hook is C (`_callhook.c`): it passes on only the calls of code from the suspects' files,
+where `sys.setprofile` would make a Python call of every call and return in the target (three to
+five times slower requests while watching); without the extension built, `sys.setprofile` it is.
+Either hook sees the thread that set it: the target's main thread, where a gevent server runs
+every request's greenlet. Python 3.11 cannot hook other threads that are already running, so a
+threaded server's requests show no path (the suspects then keep their one-frame tracebacks).
+The hook takes itself off after `max_seconds` even if nobody asks for the answer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from collections import Counter
 from typing import Any
 
 from memsoak.agent import tracing
+
+_callhook: types.ModuleType | None
+try:
+    from memsoak.agent import _callhook
+except ImportError:  # not built (a source tree used without `pip install -e .`)
+    _callhook = None
 
 MAX_PATHS = 20  # distinct call paths kept per line; more are counted, not kept
 _CHECK_CLOCK_EVERY = 1023  # profile events between two looks at the clock (a mask)
@@ -40,16 +48,30 @@ class CallerWatch:
         self._paths: dict[Line, Counter[Path]] = {line: Counter() for line in lines}
         self._overflow: Counter[Line] = Counter()
         self._events = 0
-        self.watching = False
+        self._started = False
+        self._callback = self._on_call  # one bound method: the C hook's is compared with it
+
+    @property
+    def watching(self) -> bool:
+        """Started, and neither stopped nor gone past its deadline."""
+        if _callhook is not None:
+            return self._started and _callhook.current() is self._callback
+        return self._started
 
     def start(self) -> None:
-        self.watching = True
-        sys.setprofile(self._on_event)
+        self._started = True
+        if _callhook is not None:
+            _callhook.start(tuple(self._files), self._callback, self._deadline)
+        else:
+            sys.setprofile(self._on_event)
 
     def stop(self) -> None:
         if self.watching:
-            sys.setprofile(None)
-            self.watching = False
+            if _callhook is not None:
+                _callhook.stop()
+            else:
+                sys.setprofile(None)
+        self._started = False
 
     def _lines_in(self, code: types.CodeType) -> tuple[Line, ...]:
         if code.co_filename not in self._files:
@@ -64,8 +86,10 @@ class CallerWatch:
         if not self._events & _CHECK_CLOCK_EVERY and time.monotonic() > self._deadline:
             self.stop()
             return
-        if event != "call":
-            return
+        if event == "call":
+            self._on_call(frame)
+
+    def _on_call(self, frame: types.FrameType) -> None:
         code = frame.f_code
         wanted = self._codes.get(code)
         if wanted is None:

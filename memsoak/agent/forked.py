@@ -63,17 +63,18 @@ def _unpatched(name: str) -> Callable[..., Any]:
     return getattr(os, name)
 
 
-class ForkedSnapshot:
-    """One snapshot: taken (collection, then fork) when made; `document()` yields its JSON as
-    the child sends it. Reading blocks the calling thread, cooperatively under gevent's patched
-    `select`, while the process goes on serving others. `close()` ends the child either way."""
+class ForkedWork:
+    """A child forked with the target's state as it stands: `_work` runs in it and returns the
+    frame descriptions it worked out and its answer (kind byte first). `document()` yields the
+    answer's bytes as the child sends them; reading blocks the calling thread, cooperatively
+    under gevent's patched `select`, while the process goes on serving others. `close()` ends
+    the child either way."""
 
-    def __init__(self, min_site_bytes: int, max_document_bytes: int, *, background: bool = False) -> None:
-        """`background`: the load goes on while the document comes (the client was told the state
-        is taken), so the child runs at a lower priority and takes only the CPU the target and
-        the load leave it."""
-        started = time.perf_counter()
-        rss_bytes = tracing.collect_before_snapshot()
+    what = "child"
+
+    def _fork(self, work: Callable[[], tuple[bytes, bytes]], background: bool) -> None:
+        """`background`: the load goes on meanwhile and the answer is not awaited by it, so the
+        child runs at a lower priority and takes only the CPU the target and the load leave it."""
         self._read_end, write_end = os.pipe()
         try:
             self._pid = _unpatched("fork")()
@@ -82,16 +83,16 @@ class ForkedSnapshot:
             os.close(write_end)
             raise
         if self._pid == 0:  # pragma: no cover - the child; coverage does not follow it
-            limits = (min_site_bytes, max_document_bytes)
-            _build_in_child(self._read_end, write_end, limits, rss_bytes, started, background)
+            _run_child(self._read_end, write_end, work, background)
         os.close(write_end)
-        self.paused_s = time.perf_counter() - started
         self._deadline = time.monotonic() + CHILD_DEADLINE_S
         self._done = False
 
     def document(self) -> Iterator[bytes]:
-        """The document's bytes, in chunks; ChildFailed before the first one if it cannot come."""
-        tracing.remember_descriptions(self._read_exact(self._read_length()))
+        """The answer's bytes, in chunks; ChildFailed before the first one if it cannot come."""
+        descriptions = self._read_exact(self._read_length())
+        if descriptions:
+            tracing.remember_descriptions(descriptions)
         remaining = self._read_length()
         kind = self._read_exact(1)
         if kind == _REFUSED:
@@ -130,28 +131,65 @@ class ForkedSnapshot:
         while True:
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
-                raise ChildFailed(f"the snapshot child took over {CHILD_DEADLINE_S:g} s and was killed")
+                raise ChildFailed(f"the {self.what} child took over {CHILD_DEADLINE_S:g} s and was killed")
             ready, _, _ = select.select([self._read_end], [], [], min(remaining, 1.0))
             if ready:
                 chunk = os.read(self._read_end, most)
                 if not chunk:
-                    raise ChildFailed("the snapshot child died before it finished (see the target's log)")
+                    raise ChildFailed(f"the {self.what} child died before it finished (see the target's log)")
                 return chunk
 
 
-def _build_in_child(
-    read_end: int,
-    write_end: int,
-    limits: tuple[int, int],
-    rss_bytes: int,
-    started: float,
-    background: bool,
+class ForkedSnapshot(ForkedWork):
+    """One snapshot: taken (collection, then fork) when made; the child builds its document."""
+
+    what = "snapshot"
+
+    def __init__(self, min_site_bytes: int, max_document_bytes: int, *, background: bool = False) -> None:
+        """`background`: the client was told the state is taken and its load goes on while the
+        document comes."""
+        started = time.perf_counter()
+        rss_bytes = tracing.collect_before_snapshot()
+
+        def work() -> tuple[bytes, bytes]:  # pragma: no cover - runs in the child
+            forked_after_s = time.perf_counter() - started
+            return _snapshot_in_child(min_site_bytes, max_document_bytes, rss_bytes, started, forked_after_s)
+
+        self._fork(work, background)
+        self.paused_s = time.perf_counter() - started
+
+
+class ForkedRetention(ForkedWork):
+    """A retention search (memsoak/agent/retention.py) on the heap as it stood at the fork, while
+    the target goes on serving: the search reads every live object and may take seconds.
+
+    Its cost is memory: the search touches every object the collector tracks (their reference
+    counts), so the child copies the pages holding them, up to the size of the target's heap of
+    such objects, for as long as it runs. Hence only on request (`"fork": true`)."""
+
+    what = "retention search"
+
+    def __init__(self, suspects: list[dict[str, Any]], max_seconds: float) -> None:
+        # Collected here, not in the child: a collection runs finalizers, which are the target's
+        # code (a `__del__` may flush a file or close a connection), and only the target may.
+        gc.collect()
+
+        def work() -> tuple[bytes, bytes]:  # pragma: no cover - runs in the child
+            from memsoak.agent.retention import find_retention
+
+            answer = find_retention(suspects, max_seconds=max_seconds, collect=False)
+            return b"", _DOCUMENT + json.dumps(answer, separators=(",", ":")).encode()
+
+        # Niced: the target and its load have the CPU first (the search is not what they wait for).
+        self._fork(work, background=True)
+
+
+def _run_child(
+    read_end: int, write_end: int, work: Callable[[], tuple[bytes, bytes]], background: bool
 ) -> None:  # pragma: no cover - runs in the child
     """Never returns: whatever happens, the child ends here and never runs the target's code."""
     status = 1
     try:
-        forked_after_s = time.perf_counter() - started
-        min_site_bytes, max_document_bytes = limits
         if background:
             os.nice(19)
         os.close(read_end)
@@ -159,27 +197,33 @@ def _build_in_child(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.setprofile(None)  # a call-path watch (callers.py) or a debugger is the target's, not ours
         sys.settrace(None)
-        gc.disable()  # nothing the child makes outlives it, and a collection would walk the traces
-        known = tracing.descriptions_known()
-        traces = tracemalloc._get_traces()  # type: ignore[attr-defined]
-        doc = tracing.snapshot_document(
-            traces, min_site_bytes, rss_bytes, started, forked_after_s=forked_after_s
-        )
-        data = _DOCUMENT + json.dumps(doc, separators=(",", ":")).encode()
-        if len(data) - 1 > max_document_bytes:
-            data = (
-                _REFUSED
-                + (
-                    f"response of {len(data) - 1} bytes is over the limit of {max_document_bytes}; "
-                    "ask for a larger min_site_bytes"
-                ).encode()
-            )
-        descriptions = tracing.descriptions_since(known)
+        # Nothing the child makes outlives it, a collection would walk the whole heap, and it
+        # would run the target's finalizers.
+        gc.disable()
+        descriptions, answer = work()
         _write_all(write_end, _LENGTH.pack(len(descriptions)) + descriptions)
-        _write_all(write_end, _LENGTH.pack(len(data)) + data)
+        _write_all(write_end, _LENGTH.pack(len(answer)) + answer)
         status = 0
     finally:
         os._exit(status)
+
+
+def _snapshot_in_child(
+    min_site_bytes: int, max_document_bytes: int, rss_bytes: int, started: float, forked_after_s: float
+) -> tuple[bytes, bytes]:  # pragma: no cover - runs in the child
+    known = tracing.descriptions_known()
+    traces = tracemalloc._get_traces()  # type: ignore[attr-defined]
+    doc = tracing.snapshot_document(traces, min_site_bytes, rss_bytes, started, forked_after_s=forked_after_s)
+    data = _DOCUMENT + json.dumps(doc, separators=(",", ":")).encode()
+    if len(data) - 1 > max_document_bytes:
+        data = (
+            _REFUSED
+            + (
+                f"response of {len(data) - 1} bytes is over the limit of {max_document_bytes}; "
+                "ask for a larger min_site_bytes"
+            ).encode()
+        )
+    return tracing.descriptions_since(known), data
 
 
 def _write_all(fd: int, data: bytes) -> None:  # pragma: no cover - runs in the child

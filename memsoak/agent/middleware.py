@@ -283,16 +283,7 @@ class Agent:
         chunks = self._forked_chunks(snapshot)
         if announce:
             return _Stream(_announced(chunks), snapshot.close)
-        try:
-            first = next(chunks)
-        except BaseException as exc:
-            snapshot.close()
-            if not isinstance(exc, forked.ChildFailed):
-                raise
-            too_large = isinstance(exc, forked.DocumentTooLarge)
-            status = "507 Insufficient Storage" if too_large else "500 Internal Server Error"
-            raise _Refusal(status, str(exc)) from None
-        return _Stream(_prepended(first, chunks), snapshot.close)
+        return _awaited(snapshot, chunks)
 
     def _snapshot_in_process(self, min_site_bytes: int) -> dict[str, Any]:
         doc = tracing.take_snapshot(min_site_bytes)
@@ -322,19 +313,31 @@ class Agent:
 
         return {"collected": gc.collect()}
 
-    def _retention(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _retention(self, body: dict[str, Any]) -> dict[str, Any] | _Stream:
         """What keeps each suspect alive. The suspects come as data (tracebacks of [file, line]
-        pairs, compared with tracemalloc's), never as names of files to open."""
+        pairs, compared with tracemalloc's), never as names of files to open. With `"fork": true`
+        the search runs in a forked child (forked.py: at a cost in memory) and the target goes
+        on serving meanwhile."""
         from memsoak.agent.retention import MAX_SUSPECTS, find_retention
 
         suspects = body.get("suspects")
         max_seconds = body.get("max_seconds", 10.0)
+        fork = body.get("fork", False)
         if not _list_of(suspects, MAX_SUSPECTS, _is_suspect) or not _seconds(max_seconds, 120):
             raise _Refusal(
                 "400 Bad Request",
                 f"expected {{'suspects': [{{'traceback': [[file, line], ...], 'live_bytes': int}}] "
                 f"(1..{MAX_SUSPECTS}), 'max_seconds': 0..120}}",
             )
+        if not isinstance(fork, bool):
+            raise _Refusal("400 Bad Request", "fork must be true or false")
+        if fork and self._snapshot_in_child:
+            try:
+                search = forked.ForkedRetention(suspects, float(max_seconds))
+            except OSError:  # no fork now: the search still runs, pausing the target
+                pass
+            else:
+                return _awaited(search, search.document())
         return find_retention(suspects, max_seconds=float(max_seconds))
 
     def _callers_start(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -377,6 +380,21 @@ class Agent:
         ):
             raise _Refusal("400 Bad Request", "expected {'enable': bool, 'frames': 1..100}")
         return tracing.set_tracing(enable, frames)
+
+
+def _awaited(child: forked.ForkedWork, chunks: Iterator[bytes]) -> _Stream:
+    """A child's answer sent once its first bytes are in, so that a failure still has its own
+    status: 507 for a document over the size limit, 500 for a child that died."""
+    try:
+        first = next(chunks)
+    except BaseException as exc:
+        child.close()
+        if not isinstance(exc, forked.ChildFailed):
+            raise
+        too_large = isinstance(exc, forked.DocumentTooLarge)
+        status = "507 Insufficient Storage" if too_large else "500 Internal Server Error"
+        raise _Refusal(status, str(exc)) from None
+    return _Stream(_prepended(first, chunks), child.close)
 
 
 def _announced(chunks: Iterator[bytes]) -> Iterator[bytes]:

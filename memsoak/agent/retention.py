@@ -299,9 +299,10 @@ class _Walk:
 
 
 def find_retention(
-    suspects: list[dict[str, Any]], *, max_seconds: float = 10.0, max_depth: int = 12
+    suspects: list[dict[str, Any]], *, max_seconds: float = 10.0, max_depth: int = 12, collect: bool = True
 ) -> dict[str, Any]:
-    """`suspects`: [{"traceback": [[file, line], ...] innermost last, "live_bytes": int}]."""
+    """`suspects`: [{"traceback": [[file, line], ...] innermost last, "live_bytes": int}].
+    `collect`: collect garbage first (a forked child must not: the caller did, before the fork)."""
     if not tracemalloc.is_tracing():
         raise RuntimeError("tracemalloc is not tracing in the target")
     started = time.perf_counter()
@@ -310,7 +311,8 @@ def find_retention(
     for index, suspect in enumerate(suspects[:MAX_SUSPECTS]):
         wanted.setdefault(tuple((file, line) for file, line in reversed(suspect["traceback"])), index)
     innermost = {key[0] for key in wanted if key}
-    gc.collect()
+    if collect:
+        gc.collect()
     objects = gc.get_objects()
     holders: dict[int, Any] = {}  # suspect -> container whose items came from it (largest)
     newest_hit: dict[int, Any] = {}

@@ -6,6 +6,7 @@ private listeners to Locust's events in one place.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -19,7 +20,7 @@ from gevent.lock import Semaphore
 from locust.env import Environment
 
 from analysis.call_paths import read_call_paths
-from analysis.model import RequestCounts, RunData, Sample, Snapshot
+from analysis.model import RequestCounts, RunData, Sample, Snapshot, Traceback
 from analysis.regression import judge
 from analysis.report import Report, build_report
 from analysis.sequential import (
@@ -119,6 +120,10 @@ class MemsoakPlugin:
         self._paths_depth: int | None = None
         self._series_end: int | None = None
         self._paths_window_end: int | None = None
+        # A retention search started as the call-path window opened, and the suspects it is
+        # about: test_stop takes its answer instead of searching at the end.
+        self._early_retention: gevent.Greenlet | None = None
+        self._early_retention_for: tuple[Traceback, ...] = ()
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token. While
@@ -147,6 +152,8 @@ class MemsoakPlugin:
 
             MemoryTab(self).install(environment.web_ui)
         environment.events.quitting.add_listener(self._on_quitting)
+        if self.progress:  # a Locust process `memsoak run` started, and waits to end
+            environment.events.quit.add_listener(self._on_quit)
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -195,6 +202,13 @@ class MemsoakPlugin:
         # Locust fires `quitting` before test_stop only when a signal (Ctrl-C, SIGTERM) ends it.
         if self.gate is not None:
             self._interrupted = True
+
+    @staticmethod
+    def _on_quit(**_: Any) -> None:
+        # Locust fires `quit` as it exits, everything written. The interpreter's exit would
+        # collect garbage over the whole heap several times (0.08 s of every run, which
+        # `memsoak run` waits for); frozen objects are left out of those collections.
+        gc.freeze()
 
     def _on_test_stop_until_done(self, environment: Environment, **kwargs: Any) -> None:
         self._finishing = Event()
@@ -261,9 +275,19 @@ class MemsoakPlugin:
             window=window,
         )
         self.data.locust_stats = self._load_stats(environment)
-        self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
+        analysed = self._for_analysis(self.data)
+        self.report = build_report(analysed, self.settings.thresholds)
+        # The search compares the suspects' tracebacks with the target's traces: as traced, not
+        # as the call paths deepened them.
+        traced = (
+            build_report(replace(analysed, call_paths={}), self.settings.thresholds)
+            if analysed.call_paths
+            else self.report
+        )
         # Before tracing is put back as it was: the search needs the traces.
-        if self._find_retention(self.report):
+        found = self._retention_for(traced)
+        if found is not None:
+            self.data.retention = found
             self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
@@ -456,6 +480,11 @@ class MemsoakPlugin:
             self._quit()
             return
         self._series_end = measured
+        if self._retention_wanted(report):
+            # The window's requests change nothing the search looks at (the suspects, their
+            # tracebacks as traced): it runs meanwhile, in a child of the target.
+            self._early_retention = gevent.spawn(self._find_retention, report, True)
+            self._early_retention_for = _retention_suspects(report)
         if self._sampler is not None:
             self._sampler.kill(block=False)  # its readings would count the window as measured
         self._paths_window_end = measured + CALL_PATH_WINDOW
@@ -463,6 +492,20 @@ class MemsoakPlugin:
         self._event(
             f"watching the call paths to {len(lines)} suspect line(s) for {CALL_PATH_WINDOW} requests"
         )
+
+    def _retention_for(self, report: Report) -> list[dict[str, Any]] | None:
+        """The retention paths of `report`'s suspects: those of the search started as the
+        call-path window opened, if it was about them (a run cut short may have others), else
+        from a search now."""
+        if not self._retention_wanted(report):
+            return None
+        early, self._early_retention = self._early_retention, None
+        if early is not None and self._early_retention_for == _retention_suspects(report):
+            answer: list[dict[str, Any]] | None = early.get()
+            return answer
+        if early is not None:
+            early.kill(block=False)
+        return self._find_retention(report)
 
     def _close_paths_window(self, measured: int) -> None:
         self._gather_call_paths(measured)
@@ -674,14 +717,23 @@ class MemsoakPlugin:
             self.data.samples[:] = self.data.samples[::2]
             self._sample_interval *= 2
 
-    def _find_retention(self, report: Report) -> bool:
-        """Ask the agent what keeps the leak suspects alive (bounded by --memsoak-retention-seconds).
-        A failure here costs the paths, never the run."""
+    def _retention_wanted(self, report: Report) -> bool:
+        return (
+            report.verdict.kind == "leak"
+            and any(s.steady for s in report.suspects)
+            and not self.target_failed
+            and self.settings.retention_seconds > 0
+        )
+
+    def _find_retention(self, report: Report, in_window: bool = False) -> list[dict[str, Any]] | None:
+        """Ask the agent what keeps the leak suspects alive (bounded by --memsoak-retention-seconds);
+        `in_window`: during the call-path window, in a forked child of the target (the load goes
+        on meanwhile). `report`'s suspects must have their tracebacks as traced (not deepened by
+        call paths): the agent compares them with its traces. None when not asked or failed: a
+        failure costs the paths, never the run."""
+        if not self._retention_wanted(report):
+            return None
         leaking = [s for s in report.suspects if s.steady][:RETENTION_SUSPECTS]
-        if report.verdict.kind != "leak" or not leaking or self.target_failed:
-            return False
-        if self.settings.retention_seconds <= 0:
-            return False
         live = {s.traceback: s.growth[-1] for s in leaking}
         started = time.monotonic()
         # The reports' imports run while the target searches (they are the Locust side's CPU,
@@ -696,21 +748,23 @@ class MemsoakPlugin:
                     for tb, size in live.items()
                 ],
                 max_seconds=self.settings.retention_seconds,
+                fork=in_window,
             )
         except AgentError as exc:
             self._event(f"retention search failed: {exc}")
-            return False
+            return None
         finally:
             preloading.join()
         found = answer.get("suspects")
         if not isinstance(found, list):
-            return False
-        self.data.retention = [doc for doc in found if isinstance(doc, dict)]
+            return None
+        docs = [doc for doc in found if isinstance(doc, dict)]
         self._event(
-            f"retention search: {sum(1 for d in self.data.retention if d.get('found') is True)} of "
-            f"{len(leaking)} suspect(s) traced to a root in {time.monotonic() - started:.1f} s"
+            f"retention search: {sum(1 for d in docs if d.get('found') is True)} of {len(leaking)} "
+            f"suspect(s) traced to a root in {time.monotonic() - started:.1f} s"
+            + (" (in a forked child, during the call-path window)" if in_window else "")
         )
-        return True
+        return docs
 
     def latest_reading(self) -> Sample | Snapshot | None:
         """The most recent reading of the target's memory: a sample or a snapshot."""
@@ -800,6 +854,11 @@ class MemsoakPlugin:
         except AgentError as exc:
             self._event(f"agent status failed at start: {exc}")
         return params
+
+
+def _retention_suspects(report: Report) -> tuple[Traceback, ...]:
+    """The suspects a retention search asks about, as it names them."""
+    return tuple(s.traceback for s in report.suspects if s.steady)[:RETENTION_SUSPECTS]
 
 
 def _locust_stats(environment: Environment) -> dict[str, object]:

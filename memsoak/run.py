@@ -232,7 +232,7 @@ def _run_locust_master(
                     view.feed(line)
                     if target is not None and line.startswith(SUMMARY):
                         # The reports are written and Locust is done with the target: its teardown
-                        # (a quarter of a second with the seed's heap) overlaps Locust's own.
+                        # overlaps Locust's own.
                         threading.Thread(target=target.stop, name="memsoak-target-stop", daemon=True).start()
                 return process.wait(), False
             except KeyboardInterrupt:

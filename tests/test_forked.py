@@ -367,3 +367,34 @@ def test_a_forked_search_is_asked_for_with_a_boolean(serve_agent: Callable[..., 
     body = {"suspects": _retention_suspect(), "fork": "yes"}
     with pytest.raises(AgentError, match="HTTP 400"):
         client._json("POST", "retention", body)
+
+
+def test_a_forked_search_without_tracing_is_refused_as_in_process(serve_agent: Callable[..., str]) -> None:
+    assert not tracemalloc.is_tracing()
+    client = AgentClient(serve_agent(Agent(_app, token=TOKEN)), TOKEN, timeout=60)
+    for fork in (True, False):
+        with pytest.raises(AgentError, match="HTTP 409"):
+            client.retention(_retention_suspect(), fork=fork)
+
+
+def test_a_child_that_fails_says_why_in_the_targets_log(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from memsoak.agent import retention
+
+    def broken(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        raise KeyError("a bug in the search")
+
+    monkeypatch.setattr(retention, "find_retention", broken)
+    tracemalloc.start(1)
+    try:
+        search = forked.ForkedRetention(_retention_suspect(), 10.0)
+        try:
+            with pytest.raises(forked.ChildFailed, match="retention search child died"):
+                b"".join(search.document())
+        finally:
+            search.close()
+    finally:
+        tracemalloc.stop()
+    err = capfd.readouterr().err
+    assert "memsoak: forked child failed" in err and "KeyError: 'a bug in the search'" in err

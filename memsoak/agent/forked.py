@@ -28,6 +28,7 @@ import signal
 import struct
 import sys
 import time
+import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -170,6 +171,8 @@ class ForkedRetention(ForkedWork):
     what = "retention search"
 
     def __init__(self, suspects: list[dict[str, Any]], max_seconds: float) -> None:
+        if not tracemalloc.is_tracing():  # said here, as the search in-process says it
+            raise RuntimeError("tracemalloc is not tracing in the target")
         # Collected here, not in the child: a collection runs finalizers, which are the target's
         # code (a `__del__` may flush a file or close a connection), and only the target may.
         gc.collect()
@@ -204,6 +207,12 @@ def _run_child(
         _write_all(write_end, _LENGTH.pack(len(descriptions)) + descriptions)
         _write_all(write_end, _LENGTH.pack(len(answer)) + answer)
         status = 0
+    except BaseException:  # noqa: BLE001 - whatever it was, the child still only exits
+        # The parent answers "died before it finished (see the target's log)": this is that log.
+        # Written to the descriptor, not sys.stderr, whose lock another thread may have held at
+        # the fork.
+        with contextlib.suppress(BaseException):
+            os.write(2, f"memsoak: forked child failed:\n{traceback.format_exc()}".encode(errors="replace"))
     finally:
         os._exit(status)
 

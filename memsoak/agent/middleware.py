@@ -114,10 +114,10 @@ class Agent:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         snapshot_burst: int = SNAPSHOT_BURST,
         snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
-        snapshot_in_child: bool | None = None,
+        fork_children: bool | None = None,
     ) -> None:
-        """`snapshot_in_child`: build snapshots in a forked child (`memsoak.agent.forked`); by
-        default wherever that is available."""
+        """`fork_children`: build snapshots (and, when asked, search for retention) in forked
+        children (`memsoak.agent.forked`); by default wherever that is available."""
         token = token or os.environ.get("MEMSOAK_TOKEN")
         if not token:
             raise ValueError("the memsoak agent needs a token (argument or MEMSOAK_TOKEN)")
@@ -128,7 +128,7 @@ class Agent:
         self._allowed = parse_allow(allow)
         self._max_response_bytes = max_response_bytes
         self._snapshots = _SnapshotLimiter(snapshot_burst, snapshot_interval_s)
-        self._snapshot_in_child = forked.available() if snapshot_in_child is None else snapshot_in_child
+        self._fork_children = forked.available() if fork_children is None else fork_children
         self.requests_served = 0
         self._metrics: Any = None  # memsoak.agent.metrics.Metrics, made at the first scrape
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
@@ -269,7 +269,7 @@ class Agent:
                 "429 Too Many Requests", "a snapshot is already being taken", [("Retry-After", "1")]
             )
         try:
-            if not self._snapshot_in_child:
+            if not self._fork_children:
                 return self._snapshot_in_process(min_site_bytes)
             try:
                 limit = self._max_response_bytes
@@ -331,7 +331,7 @@ class Agent:
             )
         if not isinstance(fork, bool):
             raise _Refusal("400 Bad Request", "fork must be true or false")
-        if fork and self._snapshot_in_child:
+        if fork and self._fork_children:
             try:
                 search = forked.ForkedRetention(suspects, float(max_seconds))
             except OSError:  # no fork now: the search still runs, pausing the target

@@ -8,7 +8,7 @@ it, for as long as it is on; it costs the target while watching, and only then.
 
 The hook is C (`_callhook.c`): it passes on only the calls of code from the suspects' files,
 where `sys.setprofile` makes a Python call of every call and return in the target
-(`bench/call_paths.py`: the seed served at 0.72x of its throughput with the C hook, 0.36x with
+(`bench/call_paths.py`: the seed served at 0.71x of its throughput with the C hook, 0.36x with
 `sys.setprofile`); without the extension built, `sys.setprofile` it is.
 Either hook sees the thread that set it: the target's main thread, where a gevent server runs
 every request's greenlet. Python 3.11 cannot hook other threads that are already running, so a

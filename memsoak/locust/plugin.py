@@ -497,15 +497,14 @@ class MemsoakPlugin:
         """The retention paths of `report`'s suspects: those of the search started as the
         call-path window opened, if it was about them (a run cut short may have others), else
         from a search now."""
-        if not self._retention_wanted(report):
-            return None
         early, self._early_retention = self._early_retention, None
-        if early is not None and self._early_retention_for == _retention_suspects(report):
+        wanted = self._retention_wanted(report)
+        if early is not None and wanted and self._early_retention_for == _retention_suspects(report):
             answer: list[dict[str, Any]] | None = early.get()
             return answer
         if early is not None:
             early.kill(block=False)
-        return self._find_retention(report)
+        return self._find_retention(report) if wanted else None
 
     def _close_paths_window(self, measured: int) -> None:
         self._gather_call_paths(measured)

@@ -23,6 +23,7 @@ from memsoak.agent_client import AgentClient, AgentError
 from memsoak.target import TargetProcess
 
 TOKEN = "forked-snapshot-token"
+Hold = Callable[[object, str], Callable[[], object]]  # the hold_in_child fixture
 
 pytestmark = pytest.mark.skipif(not forked.available(), reason="forked snapshots are Linux only")
 
@@ -64,6 +65,30 @@ def serve_agent() -> Iterator[Callable[..., str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def hold_in_child(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hold]:
+    """hold_in_child(owner, name) makes `owner.name` wait for a byte on a pipe the test holds
+    before it runs: only a forked child calls it, so the child waits there for the test. It
+    returns the release; the pipes are closed after the test."""
+    ends: list[int] = []
+
+    def hold(owner: object, name: str) -> Callable[[], object]:
+        read_end, write_end = os.pipe()
+        ends.extend((read_end, write_end))
+        real = getattr(owner, name)
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            os.read(read_end, 1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, held)
+        return lambda: os.write(write_end, b"x")
+
+    yield hold
+    for end in ends:
+        os.close(end)
 
 
 def _forked_document(min_site_bytes: int = 0) -> dict[str, Any]:
@@ -121,18 +146,11 @@ def test_descriptions_survive_the_handoff_whatever_their_text() -> None:
 
 
 def test_the_target_serves_while_the_child_builds(
-    traced: None, monkeypatch: pytest.MonkeyPatch, serve_agent: Callable[..., str]
+    traced: None, hold_in_child: Hold, serve_agent: Callable[..., str]
 ) -> None:
     """The child waits on a pipe the test holds; meanwhile the target answers a request, and the
     client already knows the state is taken."""
-    hold_read, hold_write = os.pipe()
-    build = tracing.snapshot_document
-
-    def held_build(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        os.read(hold_read, 1)  # only the child builds: it waits here for the test
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(tracing, "snapshot_document", held_build)
+    release = hold_in_child(tracing, "snapshot_document")
     url = serve_agent(Agent(_app, token=TOKEN))
     client = AgentClient(url, TOKEN, timeout=120)
     taken = threading.Event()
@@ -148,10 +166,8 @@ def test_the_target_serves_while_the_child_builds(
         assert client.status()["tracing"] is True  # served while the child is held
         assert answered == []
     finally:
-        os.write(hold_write, b"x")
+        release()
         worker.join(120)
-        os.close(hold_read)
-        os.close(hold_write)
     assert len(answered) == 1 and answered[0]["format"] == "memsoak-snapshot"
 
 
@@ -251,19 +267,12 @@ def test_without_a_fork_the_snapshot_is_taken_in_process(
     assert len(opened) == 2 and set(opened) <= set(closed)  # the pipe went with the failed fork
 
 
-def test_a_client_gone_mid_answer_ends_the_child(traced: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_client_gone_mid_answer_ends_the_child(traced: None, hold_in_child: Hold) -> None:
     """WSGI servers close the body however the response ended: a client that leaves after the
     announcement (its own timeout, say) leaves no child behind, even one that is still working."""
     import psutil
 
-    hold_read, hold_write = os.pipe()
-    build = tracing.snapshot_document
-
-    def held_build(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        os.read(hold_read, 1)  # never written: the child works until it is ended
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(tracing, "snapshot_document", held_build)
+    hold_in_child(tracing, "snapshot_document")  # never released: the child works until it is ended
     agent = Agent(_app, token=TOKEN)
     body = json.dumps({"announce": True}).encode()
     environ = {
@@ -278,8 +287,6 @@ def test_a_client_gone_mid_answer_ends_the_child(traced: None, monkeypatch: pyte
         assert len(children) == 1 and children[0].status() != psutil.STATUS_ZOMBIE
     finally:
         answer.close()  # type: ignore[attr-defined]
-        os.close(hold_read)
-        os.close(hold_write)
     assert psutil.Process().children() == []  # killed and reaped, not a zombie
 
 
@@ -325,18 +332,11 @@ def test_a_forked_retention_search_answers_as_the_in_process_one(
 
 
 def test_the_target_serves_while_a_forked_search_runs(
-    monkeypatch: pytest.MonkeyPatch, serve_agent: Callable[..., str]
+    hold_in_child: Hold, serve_agent: Callable[..., str]
 ) -> None:
-    hold_read, hold_write = os.pipe()
     from memsoak.agent import retention
 
-    search = retention.find_retention
-
-    def held_search(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        os.read(hold_read, 1)  # only the child searches: it waits here for the test
-        return search(*args, **kwargs)
-
-    monkeypatch.setattr(retention, "find_retention", held_search)
+    release = hold_in_child(retention, "find_retention")
     tracemalloc.start(1)
     client = AgentClient(serve_agent(Agent(_app, token=TOKEN)), TOKEN, timeout=120)
     answered: list[dict[str, Any]] = []
@@ -354,10 +354,8 @@ def test_the_target_serves_while_a_forked_search_runs(
         assert client.status()["tracing"] is True  # served while the child is held
         assert answered == []
     finally:
-        os.write(hold_write, b"x")
+        release()
         worker.join(120)
-        os.close(hold_read)
-        os.close(hold_write)
         tracemalloc.stop()
     assert len(answered) == 1 and "suspects" in answered[0]
 

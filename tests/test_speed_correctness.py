@@ -135,20 +135,24 @@ def test_fast_grouping_matches_sorting(traces: tuple[list[Any], list[Any]]) -> N
 needs_extension = pytest.mark.skipif(tracing._grouping is None, reason="no C extension on this Python")
 
 
-@pytest.mark.skipif(sys.implementation.name != "cpython", reason="the extension is built for CPython")
-def test_extension_is_built_and_used_by_the_installed_package(tmp_path: Path) -> None:
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="the extensions are built for CPython")
+@pytest.mark.parametrize(("extension", "user"), [("_grouping", "tracing"), ("_callhook", "callers")])
+def test_extension_is_built_and_used_by_the_installed_package(
+    tmp_path: Path, extension: str, user: str
+) -> None:
+    """The snapshot grouping (tracing.py falls back to sorting without it) and the call-path hook
+    (callers.py falls back to sys.setprofile) are both built by `pip install`."""
     # From a directory outside the checkout, so the import comes from what pip installed.
     code = (
-        "import memsoak.agent._grouping as g, memsoak.agent.tracing as t\n"
-        "assert t._grouping is g, 'group_traces falls back to sorting'\n"
-        "print(g.__file__)\n"
+        f"import memsoak.agent.{extension} as ext, memsoak.agent.{user} as user\n"
+        f"assert user.{extension} is ext, 'the slower fallback is in use'\n"
+        "print(ext.__file__)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).suffix in {".so", ".pyd"}
-    assert tracing._grouping is not None
 
 
 @needs_extension

@@ -288,7 +288,7 @@ class MemsoakPlugin:
         found = self._retention_for(traced)
         if found is not None:
             self.data.retention = found
-            self.report = build_report(self._for_analysis(self.data), self.settings.thresholds)
+            self.report = build_report(replace(analysed, retention=found), self.settings.thresholds)
         if self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()

@@ -22,7 +22,7 @@ from locust.env import Environment
 from analysis.call_paths import read_call_paths
 from analysis.model import RequestCounts, RunData, Sample, Snapshot, Traceback
 from analysis.regression import judge
-from analysis.report import Report, build_report
+from analysis.report import Report, Suspect, build_report
 from analysis.sequential import (
     CALL_PATH_WINDOW,
     SHALLOW_MIN_CAP,
@@ -484,7 +484,7 @@ class MemsoakPlugin:
             # The window's requests change nothing the search looks at (the suspects, their
             # tracebacks as traced): it runs meanwhile, in a child of the target.
             self._early_retention = gevent.spawn(self._find_retention, report, True)
-            self._early_retention_for = _retention_suspects(report)
+            self._early_retention_for = tuple(s.traceback for s in _retention_suspects(report))
         if self._sampler is not None:
             self._sampler.kill(block=False)  # its readings would count the window as measured
         self._paths_window_end = measured + CALL_PATH_WINDOW
@@ -499,7 +499,8 @@ class MemsoakPlugin:
         from a search now."""
         early, self._early_retention = self._early_retention, None
         wanted = self._retention_wanted(report)
-        if early is not None and wanted and self._early_retention_for == _retention_suspects(report):
+        asked_for = tuple(s.traceback for s in _retention_suspects(report))
+        if early is not None and wanted and self._early_retention_for == asked_for:
             answer: list[dict[str, Any]] | None = early.get()
             return answer
         if early is not None:
@@ -719,7 +720,7 @@ class MemsoakPlugin:
     def _retention_wanted(self, report: Report) -> bool:
         return (
             report.verdict.kind == "leak"
-            and any(s.steady for s in report.suspects)
+            and bool(_retention_suspects(report))
             and not self.target_failed
             and self.settings.retention_seconds > 0
         )
@@ -732,7 +733,7 @@ class MemsoakPlugin:
         failure costs the paths, never the run."""
         if not self._retention_wanted(report):
             return None
-        leaking = [s for s in report.suspects if s.steady][:RETENTION_SUSPECTS]
+        leaking = _retention_suspects(report)
         live = {s.traceback: s.growth[-1] for s in leaking}
         started = time.monotonic()
         # The reports' imports run while the target searches (they are the Locust side's CPU,
@@ -855,9 +856,9 @@ class MemsoakPlugin:
         return params
 
 
-def _retention_suspects(report: Report) -> tuple[Traceback, ...]:
-    """The suspects a retention search asks about, as it names them."""
-    return tuple(s.traceback for s in report.suspects if s.steady)[:RETENTION_SUSPECTS]
+def _retention_suspects(report: Report) -> list[Suspect]:
+    """The suspects a retention search asks about: the steadily growing ones, first few."""
+    return [s for s in report.suspects if s.steady][:RETENTION_SUSPECTS]
 
 
 def _locust_stats(environment: Environment) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Only the C extension; every other piece of metadata is in pyproject.toml."""
+"""Only the C extensions; every other piece of metadata is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -17,6 +17,14 @@ setup(
             sources=["memsoak/agent/_callhook.c"],
             # Required too: without it the call-path window watches with `sys.setprofile`,
             # several times slower for the target.
+            optional=False,
+            extra_compile_args=["-Wall", "-Wextra"],
+        ),
+        Extension(
+            "memsoak.agent._objtrace",
+            sources=["memsoak/agent/_objtrace.c"],
+            # Required too: without it the retention search cannot see where instances of
+            # classes defined in Python were allocated (tracemalloc misses them on 3.11).
             optional=False,
             extra_compile_args=["-Wall", "-Wextra"],
         ),

@@ -227,8 +227,18 @@ def _created_at(obj: Any) -> list[list[Any]]:
 def _answer(walker: Walk, method: str, start: Any) -> dict[str, Any]:
     route = walker.route(start)
     holder = _holder(route, start)
-    group = route.chain[-1] if route.kind == "unreachable" else holder
     reachable = route.kind == "reachable"
+    anchor = _anchor(route, start)
+    created_at = _created_at(anchor) if route.kind != "unknown" else []
+    # One registry is one object; leaked references are one per request, each its own object:
+    # those are one root when made by the same code, so they group by type and allocation site.
+    if reachable:
+        group: str | None = f"holder {id(holder)}"
+    elif route.kind == "unreachable":
+        made = created_at[-1][:2] if created_at else "?"
+        group = f"unreferenced {type_name(anchor)} at {made}"
+    else:
+        group = None
     return {
         "kind": route.kind,
         "found": route.kind != "unknown",
@@ -236,8 +246,8 @@ def _answer(walker: Walk, method: str, start: Any) -> dict[str, Any]:
         "root": route.root,
         "steps": route.steps(),
         "holder": f"{route.expression_of(holder)} ({describe_holder(holder)})" if reachable else "",
-        "group": id(group) if route.kind != "unknown" else None,
-        "created_at": _created_at(_anchor(route, start)) if route.kind != "unknown" else [],
+        "group": group,
+        "created_at": created_at,
         "held": {"type": type_name(start), "length": length_of(start), "size": size_of(start)},
         "truncated": route.truncated,
         "note": route.note,

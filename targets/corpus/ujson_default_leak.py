@@ -1,0 +1,18 @@
+"""A real C-extension leak: ujson 5.2.0 leaks what `default` returns when it needs `default` again.
+
+Per request: `GET /?i=N` serialises an order with `ujson.dumps(..., default=encode)`: `encode`
+turns the Order into a Price, which ujson hands to `encode` again to get a dict. ujson 5.2.0 never
+releases the Price (ultrajson#523, fixed in 5.3.0 by #524): each request leaks a Price with its
+detail dict and list, and no object the garbage collector tracks refers to them. The line that
+made them is `encode`'s, called from C.
+
+Expected verdict: leak
+Planted line: _orders.py:27
+Retention kind: unreachable
+Retention root: unreferenced targets.corpus._orders.Price
+"""
+
+from targets.corpus._orders import make_app
+from targets.releases import load
+
+app = make_app(load("ujson", "5.2.0"))

@@ -7,8 +7,9 @@ from typing import Literal
 
 from analysis.call_paths import deepen
 from analysis.driven import driven_growth
+from analysis.findings import findings
 from analysis.model import Frame, RequestCounts, RunData, Sample, Snapshot
-from analysis.retention import RetentionPath, read_retention, site_key
+from analysis.retention import Member, RetentionPath, read_retention, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend, memory_trend
@@ -46,6 +47,9 @@ class Suspect:
     # traced one frame deep, analysis/call_paths.py): over 1, the one shown is the most called,
     # not necessarily the one keeping the memory. 0: the traceback is tracemalloc's own.
     paths_seen: int = 0
+    # The sites one root keeps alive, this one's included, when they were merged into this finding
+    # (analysis/findings.py); empty without a retention search.
+    members: tuple[Member, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,8 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
     suspects = _attach_retention(suspects, run.retention)
     if run.call_paths and snapshots:
         suspects = deepen(suspects, run.call_paths, snapshots[-1].library_files)
+    if snapshots:
+        suspects = findings(suspects, snapshots[-1].library_files)
     checkpoints = tuple(Checkpoint(s.requests, s.rss_bytes, s.traced_bytes, s.duration_s) for s in snapshots)
     rss = memory_trend([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes")
     traced = memory_trend([(c.requests, c.traced_bytes) for c in checkpoints], run.samples, "traced_bytes")

@@ -1,24 +1,35 @@
-"""What keeps a leak suspect's memory alive: its accumulation point and the reference path from a
-root (a module global, a class attribute, a thread or greenlet local, a running frame) down to it.
+"""What keeps a leak suspect's memory alive: its kind, its accumulation point and the reference
+path from a root (a module global, a class attribute, a thread or greenlet local, a running frame)
+down to it.
 
 The agent finds it inside the target (memsoak/agent/retention.py) and answers in JSON; this module
 is the model and the reader of that answer (one entry per suspect asked about)::
 
     {"traceback": [[file, line], ...],           # innermost last: which suspect it is about
+     "kind": "reachable" | "unreachable" | "raw" | "unknown",
      "found": bool, "method": str,               # how the accumulation point was recognised
-     "root": str,                                # "module app", "class app.Audit", ...
+     "root": str,                                # "module app", "class app.Audit", "unreferenced traceback"
      "steps": [str, ...],                        # edges from the root, e.g. "global users_list"
+     "holder": str,                              # "logging.Logger.manager.loggerDict (dict of 3,200 Logger)"
+     "group": str | null,                        # suspects with one group share one root
+     "created_at": [[file, line, function, code], ...],   # where the root's newest item (or the
+                                                 # unreferenced object) was allocated, innermost last
      "held": {"type": str, "length": int | null, "size": int},   # the accumulation point
      "objects": int,                             # live objects allocated at the suspect's site
      "truncated": bool, "note": str}
+
+An answer from an agent before kinds (no "kind") reads as "reachable" when found, else "unknown".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from analysis.model import Traceback
+from analysis.model import Frame, Traceback
+
+RetentionKind = Literal["reachable", "unreachable", "raw", "unknown"]
+KINDS: tuple[RetentionKind, ...] = ("reachable", "unreachable", "raw", "unknown")
 
 SiteKey = tuple[tuple[str, int], ...]
 
@@ -35,16 +46,52 @@ class RetentionPath:
     objects: int
     truncated: bool  # the search hit its time or depth bound
     note: str
+    kind: RetentionKind = "unknown"
+    holder: str = ""  # reachable: the holder as a developer writes it, with what it holds
+    group: str | None = None
+    created_traceback: Traceback = ()  # where the root's newest item was allocated, innermost last
+    # The call that made it (first user frame), set once the user's files are known
+    # (analysis.findings); for "raw", the call into the extension.
+    created_at: Frame | None = None
+
+    @property
+    def label(self) -> str:
+        """The kind and its holder in a few words, for a table cell."""
+        if self.kind == "reachable":
+            return f"reachable: {self.holder or ' -> '.join((self.root, *self.steps[:1]))}"
+        return {
+            "unreachable": "unreachable: a reference leaked by C code",
+            "raw": "raw: memory with no Python object",
+        }.get(self.kind, "unknown")
 
     @property
     def summary(self) -> str:
+        made = ""
+        if self.created_at is not None:
+            made = f"; made by the call at {self.created_at.file}:{self.created_at.line}"
+        if self.kind == "unreachable":
+            path = " -> ".join((self.root, *self.steps))
+            why = self.note or "nothing the garbage collector tracks refers to it"
+            return f"unreachable: {why} ({path}){made}"
+        if self.kind == "raw":
+            return f"raw: {self.note}{made}"
         if not self.found:
             reason = self.root[1:-1] if self.root.startswith("(") else self.note
-            return f"not found: {reason}" if reason else "not found"
+            return f"unknown: {reason}" if reason else "unknown"
         held = self.held_type
         if self.held_length is not None:
             held += f" of {self.held_length:,} items"
-        return " -> ".join((self.root, *self.steps)) + f" ({held}, {self.held_size:,} bytes)"
+        path = " -> ".join((self.root, *self.steps)) + f" ({held}, {self.held_size:,} bytes)"
+        return f"reachable: {self.holder}, by {path}" if self.holder else path
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A site grouped under a finding because the same root keeps it."""
+
+    file: str
+    line: int
+    bytes_per_request: float
 
 
 def site_key(traceback: Traceback) -> SiteKey:
@@ -58,6 +105,26 @@ def _str(doc: dict[str, Any], key: str) -> str:
 
 def _int(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
+
+
+def _frames(raw: Any) -> Traceback:
+    frames = []
+    for item in raw if isinstance(raw, list) else ():
+        if not (isinstance(item, list) and len(item) == 4 and type(item[1]) is int):
+            return ()
+        file, line, function, code = item
+        if not (isinstance(file, str) and isinstance(function, str) and isinstance(code, str)):
+            return ()
+        frames.append(Frame(file, line, function, code))
+    return tuple(frames)
+
+
+def _kind(doc: dict[str, Any]) -> RetentionKind:
+    kind = doc.get("kind")
+    for known in KINDS:
+        if kind == known:
+            return known
+    return "reachable" if doc.get("found") is True else "unknown"
 
 
 def read_retention(doc: Any) -> tuple[SiteKey, RetentionPath] | None:
@@ -89,4 +156,8 @@ def read_retention(doc: Any) -> tuple[SiteKey, RetentionPath] | None:
         objects=_int(doc.get("objects")) or 0,
         truncated=doc.get("truncated") is True,
         note=_str(doc, "note"),
+        kind=_kind(doc),
+        holder=_str(doc, "holder"),
+        group=doc["group"] if isinstance(doc.get("group"), str) else None,
+        created_traceback=_frames(doc.get("created_at")),
     )

@@ -45,6 +45,9 @@ class Target:
     planted: str | None = None  # "file.py:N"
     caller: str | None = None  # a function the leak's traceback must go through
     paths: str = "/"
+    kind: str | None = None  # the top finding's retention kind
+    holder: str | None = None  # a reachable one's holder starts with this
+    root: str | None = None  # an unreachable one's root
 
     @property
     def app(self) -> str:
@@ -60,6 +63,7 @@ class Outcome:
     top: str | None = None  # top suspect "file.py:N" (user frame when the site is a library's)
     top_matches: bool | None = None  # None when the target plants no line
     retention: str | None = None
+    kind: str | None = None
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -69,7 +73,7 @@ class Outcome:
 
 
 def _field(doc: str, name: str) -> str | None:
-    match = re.search(rf"^{name}:\s*(\S+)\s*$", doc, re.MULTILINE)
+    match = re.search(rf"^{name}:\s*(\S.*?)\s*$", doc, re.MULTILINE)
     return match.group(1) if match else None
 
 
@@ -85,13 +89,16 @@ def read_target(module: str, path: Path) -> Target:
         planted=_field(doc, "Planted line"),
         caller=_field(doc, "Planted caller"),
         paths=_field(doc, "Paths") or "/",
+        kind=_field(doc, "Retention kind"),
+        holder=_field(doc, "Retention holder"),
+        root=_field(doc, "Retention root"),
     )
 
 
 def discover() -> list[Target]:
     found = [read_target(module, path) for module, path in SEEDS]
     for path in sorted(CORPUS.glob("*.py")):
-        if path.name != "__init__.py":
+        if not path.name.startswith("_"):  # __init__, and apps that twin targets share
             found.append(read_target(f"targets.corpus.{path.stem}", path))
     return found
 
@@ -112,6 +119,7 @@ def judge(target: Target, report: dict[str, Any], outcome: Outcome) -> None:
         outcome.top = user or site
         path = top.get("retention") or {}
         outcome.retention = path.get("summary") if isinstance(path, dict) else None
+        outcome.kind = path.get("kind") if isinstance(path, dict) else None
     if target.planted is None:
         return
     if not suspects:
@@ -124,6 +132,22 @@ def judge(target: Target, report: dict[str, Any], outcome: Outcome) -> None:
         if target.caller not in functions:
             outcome.top_matches = False
             outcome.problems.append(f"top suspect's traceback does not go through {target.caller}()")
+    _judge_retention(target, top.get("retention") or {}, outcome)
+
+
+def _judge_retention(target: Target, path: dict[str, Any], outcome: Outcome) -> None:
+    """The top finding's retention: its kind, the holder or root, and the call that made it."""
+    if target.kind is None:
+        return
+    if path.get("kind") != target.kind:
+        outcome.problems.append(f"retention kind {path.get('kind')}, expected {target.kind}")
+    if target.holder and not str(path.get("holder", "")).startswith(f"{target.holder} ("):
+        outcome.problems.append(f"held by {path.get('holder')!r}, expected {target.holder}")
+    if target.root and path.get("root") != target.root:
+        outcome.problems.append(f"root {path.get('root')!r}, expected {target.root!r}")
+    made = path.get("created_at") or {}
+    if target.planted and _where(made) != target.planted:
+        outcome.problems.append(f"made at {_where(made)}, expected the planted line {target.planted}")
 
 
 def run_one(target: Target, out: Path, args: argparse.Namespace) -> Outcome:
@@ -185,7 +209,7 @@ def target_rows(outcomes: list[Outcome]) -> list[str]:
         for problem in o.problems:
             rows.append(f"    {problem}")
         if o.retention:
-            rows.append(f"    held by: {o.retention}")
+            rows.append(f"    {o.kind or 'kept'}: {o.retention}")
     return rows
 
 
@@ -206,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t for t in discover() if not args.only or t.name in args.only]
     if not targets:
         parser.error("no such target")
+    # The pinned releases some targets run (tests/corpus-releases.txt), installed once.
+    subprocess.run([sys.executable, "-m", "targets.releases"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     out = args.out or Path(os.environ.get("TMPDIR", "/tmp")) / f"memsoak-accuracy-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     print(

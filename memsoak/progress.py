@@ -55,6 +55,7 @@ def summary_line(report: Report, paths: Sequence[Path]) -> str:
 def summary_doc(report: Report, paths: Sequence[Path]) -> dict[str, Any]:
     """What the end-of-run summary shows, as plain JSON-able data."""
     verdict = report.verdict
+    top = report.suspects[0] if report.suspects else None
     return {
         "verdict": verdict.kind,
         "confidence": verdict.confidence,
@@ -74,9 +75,11 @@ def summary_doc(report: Report, paths: Sequence[Path]) -> dict[str, Any]:
                 "code": s.code,
                 "bytes_per_request": s.bytes_per_request,
                 "size_diff": s.size_diff,
+                "kept_by": s.retention.label if s.retention else "",
             }
             for s in report.suspects[:TOP]
         ],
+        "kept_by": top.retention.summary if top is not None and top.retention is not None else "",
         "events": [e for e in report.events if "failed" in e or "stopped" in e],
         "reports": [str(p) for p in paths],
     }
@@ -184,14 +187,18 @@ class TerminalView:
             suspects.add_column("code", overflow="ellipsis", no_wrap=True, max_width=50)
             suspects.add_column("B/request", justify="right", no_wrap=True)
             suspects.add_column("grew", justify="right", no_wrap=True)
+            suspects.add_column("kept by", overflow="ellipsis", no_wrap=True, max_width=60)
             for s in doc["suspects"]:
                 suspects.add_row(
                     f"{Path(s['file']).name}:{s['line']}",
                     s["code"],
                     f"{s['bytes_per_request']:,.0f}",
                     human_bytes(s["size_diff"]),
+                    s.get("kept_by", ""),
                 )
             out.print(suspects)
+            if doc.get("kept_by"):
+                out.print(f"memsoak: what keeps the top suspect: {doc['kept_by']}", markup=False)
         for event in doc["events"]:
             out.print(f"memsoak: event: {event}", markup=False)
         for path in doc["reports"]:

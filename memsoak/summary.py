@@ -25,8 +25,8 @@ def summary_lines(report: Report, paths: Sequence[Path]) -> list[str]:
             f"{suspect.bytes_per_request:,.0f} B/request, {human_bytes(suspect.size_diff)} in all"
         )
     held = report.suspects[0].retention if report.suspects else None
-    if held is not None and held.found:
-        lines.append(f"memsoak: held by {held.summary}")
+    if held is not None:
+        lines.append(f"memsoak: what keeps it ({held.kind}): {held.summary}")
     for event in report.events:
         if "failed" in event or "stopped" in event:
             lines.append(f"memsoak: event: {event}")

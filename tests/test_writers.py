@@ -259,7 +259,7 @@ def test_markdown_is_short_and_names_the_line(leak: Report) -> None:
 def test_markdown_escapes_table_cells(leak: Report) -> None:
     text = _render(markdown, leak)
     (row,) = [line for line in text.splitlines() if "cache.py:3" in line and "_cache[key]" in line]
-    assert "a \\| b < 2 & 'x'" in row and row.count(" | ") == 4
+    assert "a \\| b < 2 & 'x'" in row and row.count(" | ") == 5
 
 
 # -- JUnit -----------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ def _suspect_row(index: int, suspect: Suspect) -> dict[str, Any]:
         "user_frame": suspect.user_frame,
         "traceback": suspect.traceback,
         "traceback_origin": origin(suspect.paths_seen),
+        "retention": suspect.retention,
+        "members": suspect.members if len(suspect.members) > 1 else (),
     }
 
 

@@ -49,6 +49,10 @@ def _suspect(suspect: Suspect) -> dict[str, Any]:
             "grew_share": suspect.grew_share,
         },
         "retention": _retention(suspect.retention),
+        "members": [
+            {"file": m.file, "line": m.line, "bytes_per_request": m.bytes_per_request}
+            for m in suspect.members
+        ],
     }
 
 
@@ -56,6 +60,13 @@ def _retention(path: RetentionPath | None) -> dict[str, Any] | None:
     if path is None:
         return None
     return {
+        "kind": path.kind,
+        "created_at": (
+            {"file": path.created_at.file, "line": path.created_at.line, "function": path.created_at.function}
+            if path.created_at
+            else None
+        ),
+        "holder": path.holder,
         "found": path.found,
         "method": path.method,
         "root": path.root,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from analysis.call_paths import origin
-from analysis.report import Report
+from analysis.report import Report, Suspect
 from analysis.units import human_bytes
 
 FORMAT = "markdown"
@@ -17,6 +17,10 @@ _TOP = 5
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _kept_by(suspect: Suspect) -> str:
+    return _cell(suspect.retention.label) if suspect.retention is not None else ""
 
 
 def _load_line(stats: dict[str, object]) -> str:
@@ -88,20 +92,25 @@ def render(report: Report, file: TextIO) -> None:
     if load:
         w(f"Load (Locust): {load}.\n")
     if report.suspects:
-        w("\n## Top suspects\n\n| site | code | B/request | objects/request | grew |\n")
-        w("| --- | --- | ---: | ---: | ---: |\n")
+        w("\n## Top suspects\n\n| site | code | B/request | objects/request | grew | kept by |\n")
+        w("| --- | --- | ---: | ---: | ---: | --- |\n")
         for s in report.suspects[:_TOP]:
             site = f"`{s.file}:{s.line}`"
             if s.user_frame:
                 site += f" (from `{s.user_frame.file}:{s.user_frame.line}`)"
+            kept = _kept_by(s)
             w(
                 f"| {site} | `{_cell(s.code)}` | {s.bytes_per_request:,.1f} "
-                f"| {s.objects_per_request:,.2f} | {human_bytes(s.size_diff)} |\n"
+                f"| {s.objects_per_request:,.2f} | {human_bytes(s.size_diff)} | {kept} |\n"
             )
         _evidence(report, w)
         top = report.suspects[0]
         if top.retention is not None:
-            w(f"\nWhat keeps the top suspect alive: {_cell(top.retention.summary)}\n")
+            w(f"\nWhat keeps the top suspect alive ({top.retention.kind}): {_cell(top.retention.summary)}\n")
+            if len(top.members) > 1:
+                w(f"\nSites this root keeps ({len(top.members)}):\n\n")
+                for m in top.members:
+                    w(f"- `{m.file}:{m.line}` {m.bytes_per_request:,.1f} B/request\n")
         source = origin(top.paths_seen)
         w(f"\nTraceback of the top suspect (innermost last){f'; {source}' if source else ''}:\n\n```\n")
         for frame in top.traceback:

@@ -179,14 +179,15 @@ def _edge(parent: Any, child: Any, after: Any) -> tuple[str, str, int]:
         return f"closure variable {name}", f".<closure {name}>", 2
     if isinstance(parent, types.CellType):
         return "cell contents", "", 1
-    if isinstance(child, dict) and after is not None and getattr(parent, "__dict__", None) is child:
-        name = _key_for(child, after)
-        return f".{name}", f".{name}", 2
+    namespace = getattr(parent, "__dict__", None)
+    if isinstance(child, dict) and after is not None and namespace is child:
+        attribute = _key_for(namespace, after)
+        return f".{attribute}", f".{attribute}", 2
     if isinstance(parent, types.MethodType):
         return ("__self__", ".__self__", 1) if parent.__self__ is child else ("__func__", ".__func__", 1)
     if isinstance(parent, _SEQUENCES):
-        index = _index_in(parent, child)
-        return "item", f"[{index if index is not None else '...'}]", 1
+        position = _index_in(parent, child)
+        return "item", f"[{position if position is not None else '...'}]", 1
     label, expression = _attribute(parent, child)
     return label, expression, 1
 

@@ -64,7 +64,7 @@ MAX_SAMPLE_FAILURES = 3
 # per site in a diff (0.03 B/request over 10,000 requests), for snapshots ~5x smaller and faster.
 MIN_SITE_BYTES = 256
 PROGRESS_INTERVAL_S = 0.5
-RETENTION_SUSPECTS = 3
+RETENTION_SUSPECTS = 10  # one root may keep many sites: the search groups what it is asked about
 # How long a quit asked for during test_stop waits for it to write the reports: a final snapshot
 # (up to --memsoak-agent-timeout), the retention search and the writers, with room to spare.
 FINISH_WAIT_S = 600.0

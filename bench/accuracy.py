@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if not targets:
         parser.error("no such target")
     # The pinned releases some targets run (tests/corpus-releases.txt), installed once.
-    subprocess.run([sys.executable, "-m", "targets.releases"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    releases = [sys.executable, "-m", "targets.releases"]
+    subprocess.run(releases, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     out = args.out or Path(os.environ.get("TMPDIR", "/tmp")) / f"memsoak-accuracy-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     print(

@@ -271,9 +271,9 @@ def find_retention(
     search.containers(objects)
     search.site_objects(objects)
     running = running_frames(objects)
-    del objects
     points = search.points
-    walker = Walk({id(search), id(points), id(asked), id(suspects)}, budget, max_depth, running)
+    # `objects` refers to everything: kept (its items are alive anyway) and never a referrer.
+    walker = Walk({id(objects), id(search), id(points), id(asked), id(suspects)}, budget, max_depth, running)
     answers = []
     for index, suspect in enumerate(asked):
         answer: dict[str, Any] = {"traceback": suspect["traceback"], "objects": search.hits.get(index, 0)}

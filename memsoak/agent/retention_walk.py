@@ -22,7 +22,6 @@ import collections
 import gc
 import os
 import sys
-import threading
 import time
 import types
 from dataclasses import dataclass
@@ -208,18 +207,34 @@ def edges(chain: list[Any]) -> list[tuple[str, str, int]]:
 def running_frames(objects: list[Any]) -> dict[int, types.FrameType]:
     """Frame objects of every function still running: each thread's stack and each suspended
     greenlet's (`objects`: the live tracked objects, where the greenlets are)."""
-    mine = threading.get_ident()
-    # Not this function's own frame: made an object here, it would keep `objects` alive.
-    tops = [f.f_back if thread == mine else f for thread, f in sys._current_frames().items()]
+    tops: list[types.FrameType | None] = list(sys._current_frames().values())
     greenlet = getattr(sys.modules.get("greenlet"), "greenlet", None)
     if isinstance(greenlet, type):
-        tops.extend(getattr(g, "gr_frame", None) for g in objects if isinstance(g, greenlet))
+        for candidate in objects:
+            if isinstance(candidate, greenlet):
+                tops.append(getattr(candidate, "gr_frame", None))
     frames: dict[int, types.FrameType] = {}
-    for frame in tops:
+    for top in tops:
+        frame = top
         while frame is not None and id(frame) not in frames:
-            frames[id(frame)] = frame
+            if not _is_ours(frame):
+                frames[id(frame)] = frame
             frame = frame.f_back
+    # This function's frame is an object now, and holds `objects`: dropping every reference to
+    # it here lets it go at return (a cycle through it would outlive the search, as the forked
+    # child collects nothing).
+    del tops, top, frame
     return frames
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# The search's own code, and the forked child's that runs it.
+_OURS = frozenset(os.path.join(_HERE, name) for name in ("retention.py", "retention_walk.py", "forked.py"))
+
+
+def _is_ours(frame: types.FrameType) -> bool:
+    """A frame of the search's own: never a root, never a referrer."""
+    return frame.f_code.co_filename in _OURS
 
 
 def _is_user_module(module: types.ModuleType) -> bool:
@@ -277,7 +292,10 @@ class Walk:
         return [
             r
             for r in gc.get_referrers(obj)
-            if id(r) not in self.ignore and id(r) not in seen and r is not chain
+            if id(r) not in self.ignore
+            and id(r) not in seen
+            and r is not chain
+            and not (isinstance(r, types.FrameType) and _is_ours(r))
         ]
 
     def route(self, start: Any) -> Route:
@@ -337,15 +355,11 @@ class Walk:
                 return Route("reachable", root, [*chain, referrer], f"<{type_name(referrer)}>")
         for referrer in referrers:
             frame = self.running.get(id(referrer))
-            if frame is not None and frame is referrer and not self._is_ours(frame):
+            if frame is not None and frame is referrer:
                 code = frame.f_code
                 root = f"a local of running function {code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
                 return Route("reachable", root, [*chain, frame])
         return None
-
-    @staticmethod
-    def _is_ours(frame: types.FrameType) -> bool:
-        return frame.f_code.co_filename.startswith(os.path.dirname(os.path.abspath(__file__)))
 
     @staticmethod
     def _pick(referrers: list[Any]) -> Any:

@@ -241,7 +241,7 @@ def _answer(walker: Walk, method: str, start: Any) -> dict[str, Any]:
         group = None
     return {
         "kind": route.kind,
-        "found": route.kind != "unknown",
+        "found": route.kind in ("reachable", "unreachable"),
         "method": method,
         "root": route.root,
         "steps": route.steps(),
@@ -283,7 +283,7 @@ def find_retention(
             complete = search.complete and not budget.spent
             answer.update(
                 kind="raw" if complete else "unknown",
-                found=complete,
+                found=False,
                 method="none",
                 root="",
                 steps=[],

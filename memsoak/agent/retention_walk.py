@@ -6,11 +6,13 @@ library's registry included), a class attribute, a thread or greenlet local, a l
 running function. Or until there is no referrer at all: then no object the collector tracks
 refers to it, which for an object nobody frees is a reference leaked by C code (a missing DECREF).
 
-Running functions count as roots only once their frames are real objects: CPython keeps a
-running function's locals in its own frame memory, invisible to `gc.get_referrers`, until a frame
-object is made for it. So the walk first makes one for every thread's stack and every suspended
-greenlet's (`running_frames`); a frame that is not among them belongs to a function that has
-returned and is kept by something else (a traceback, a generator), and is walked through.
+A running function's locals are invisible to `gc.get_referrers`: CPython 3.11 keeps them in the
+thread's (or the suspended greenlet's) own frame memory, and a frame object shows its locals to
+the collector only once the function has returned. So the walk first takes every running frame,
+each thread's stack and each suspended greenlet's (`running_frames`), and the ids of their locals:
+an object among those is a running function's local, a root. A frame object not among them
+belongs to a function that has returned and is kept by something else (a traceback, a generator),
+and is walked through.
 
 Walks share their routes: a walk that meets an object an earlier walk went through takes the
 rest of that route, so suspects kept by one registry cost one walk, and are known to share it.
@@ -140,11 +142,22 @@ def _attribute(parent: Any, child: Any) -> tuple[str, str]:
     return "referent", "[...]"
 
 
-def _frame_local(frame: types.FrameType, child: Any) -> tuple[str, str]:
+# Ids of the dicts `frame.f_locals` made: the frame keeps one, and it refers to every local; a
+# walk must not mistake it for a container of the app's.
+_locals_dicts: set[int] = set()
+
+
+def locals_of(frame: types.FrameType) -> dict[str, Any]:
     try:
-        name = _key_for(frame.f_locals, child)
+        found = frame.f_locals
     except Exception:  # noqa: BLE001 - a frame's locals may be anything
-        name = None
+        return {}
+    _locals_dicts.add(id(found))
+    return found if isinstance(found, dict) else {}
+
+
+def _frame_local(frame: types.FrameType, child: Any) -> tuple[str, str]:
+    name = _key_for(locals_of(frame), child)
     return (f"local {name}", name) if isinstance(name, str) else ("referent", "[...]")
 
 
@@ -281,11 +294,17 @@ class Walk:
         self.budget = budget
         self.max_depth = max_depth
         self.running = running
+        # id of a running function's local -> that function's frame.
+        _locals_dicts.clear()
+        self.locals: dict[int, types.FrameType] = {}
+        for frame in running.values():
+            for value in list(locals_of(frame).values()):
+                self.locals.setdefault(id(value), frame)
         self.module_dicts = {id(vars(m)): m for m in list(sys.modules.values()) if m is not None}
         # Objects earlier walks went through: (their route, their place in its chain).
         self.known: dict[int, tuple[Route, int]] = {}
         # The walk's own tables refer to what it walks: never a referrer.
-        self.ignore |= {id(running), id(self.known), id(self.module_dicts)}
+        self.ignore |= {id(running), id(self.known), id(self.module_dicts), id(self.locals)}
 
     def _referrers(self, obj: Any, chain: list[Any]) -> list[Any]:
         seen = {id(c) for c in chain}
@@ -293,6 +312,7 @@ class Walk:
             r
             for r in gc.get_referrers(obj)
             if id(r) not in self.ignore
+            and id(r) not in _locals_dicts
             and id(r) not in seen
             and r is not chain
             and not (isinstance(r, types.FrameType) and _is_ours(r))
@@ -353,12 +373,13 @@ class Walk:
             if "local" in type(referrer).__name__.lower() and not isinstance(referrer, types.FrameType):
                 root = f"thread/greenlet local {type_name(referrer)}"
                 return Route("reachable", root, [*chain, referrer], f"<{type_name(referrer)}>")
-        for referrer in referrers:
-            frame = self.running.get(id(referrer))
-            if frame is not None and frame is referrer:
-                code = frame.f_code
-                root = f"a local of running function {code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
-                return Route("reachable", root, [*chain, frame])
+        frame = self.locals.get(id(current))
+        if frame is not None and not any(id(r) not in self.running for r in referrers):
+            # Only a running function holds it (and perhaps its callers' frames).
+            code = frame.f_code
+            root = f"a local of running function {code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
+            name = _frame_local(frame, current)[1]
+            return Route("reachable", root, chain, name, f"local {name} ({describe(current)})")
         return None
 
     @staticmethod
@@ -371,11 +392,11 @@ class Walk:
                 return 0
             if isinstance(obj, types.CellType | types.FunctionType | types.MethodType):
                 return 1
-            if isinstance(obj, dict):
+            if isinstance(obj, types.FrameType):  # a returned function's, kept by a traceback
                 return 2
-            if isinstance(obj, list | set | collections.deque):
+            if isinstance(obj, dict):
                 return 3
-            if isinstance(obj, types.FrameType):
+            if isinstance(obj, list | set | collections.deque):
                 return 4
             if isinstance(obj, tuple):
                 return 6

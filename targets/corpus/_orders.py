@@ -26,12 +26,14 @@ def make_app(ujson: ModuleType) -> Flask:
         if isinstance(obj, Order):
             return Price(obj.number * 100, {"order": obj.number, "lines": [obj.number] * 16})  # planted
         if isinstance(obj, Price):
-            return {"cents": obj.cents, "detail": obj.detail}
+            return [obj.cents, obj.detail["lines"]]
         raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
     @app.route("/")
     def index() -> str:
         order = Order(int(request.args.get("i", "0")))
-        return str(ujson.dumps({"order": order}, default=encode))
+        # A list, not a dict: ujson iterates a dict's items as tuples, and CPython's free list of
+        # tuples fills over the first thousands of requests (a plateau that reads as growth).
+        return str(ujson.dumps([order], default=encode))
 
     return app

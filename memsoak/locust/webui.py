@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from flask import Response
     from locust.web import WebUI
 
-    from analysis.report import Suspect
+    from analysis.model import Suspect
     from memsoak.locust.plugin import MemsoakPlugin
 
 KEY = "memsoak-memory"

@@ -43,6 +43,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 WORKER_SUSPECTS = 5  # per worker of a multi-worker target: the merged top suspects, in it
 
+
 @dataclass(frozen=True, slots=True)
 class Report:
     verdict: Verdict

@@ -132,12 +132,15 @@ class MemsoakPlugin:
         plan = self.plan = plan_for(session)
         session.data.parameters = self._parameters(environment)
         session.data.events.append(f"{time.strftime('%H:%M:%S')} test started")
-        session.gate = self._make_gate(plan.boundaries(), plan.on_boundary, plan.open_ended)
+        session.gate = self._make_gate(plan.boundaries(), self._on_boundary, plan.open_ended)
         if session.history is not None:
             session.history.start(plan.describe())
         if self.progress:
             self._printer = ProgressPrinter(session, self.environment)
             self._printer.start()
+
+    def _on_boundary(self, total_completed: int) -> None:
+        self.plan.on_boundary(total_completed - self.settings.warmup)
 
     def _make_gate(self, boundaries: list[int], on_boundary: Callable[[int], None], open_ended: bool) -> Gate:
         return RequestGate(boundaries, on_boundary, open_ended=open_ended)

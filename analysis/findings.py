@@ -13,14 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from analysis.model import Frame, Traceback
-from analysis.retention import Member
+from analysis.model import Frame, Member, Suspect, Traceback
 from analysis.suspects import user_frame
-
-if TYPE_CHECKING:  # report.py builds its report with this module: only the type comes from there
-    from analysis.report import Suspect
 
 
 def _ends_with(traceback: Traceback, tail: Traceback) -> bool:

@@ -3,7 +3,7 @@ path from a root (a module global, a class attribute, a thread or greenlet local
 down to it.
 
 The agent finds it inside the target (memsoak/agent/retention.py) and answers in JSON; this module
-is the model and the reader of that answer (one entry per suspect asked about)::
+reads that answer (one entry per suspect asked about) into `analysis.model.RetentionPath`::
 
     {"traceback": [[file, line], ...],           # innermost last: which suspect it is about
      "kind": "reachable" | "unreachable" | "raw" | "unknown",
@@ -23,75 +23,13 @@ An answer from an agent before kinds (no "kind") reads as "reachable" when found
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from analysis.model import Frame, Traceback
+from analysis.model import Frame, RetentionKind, RetentionPath, Traceback
 
-RetentionKind = Literal["reachable", "unreachable", "raw", "unknown"]
 KINDS: tuple[RetentionKind, ...] = ("reachable", "unreachable", "raw", "unknown")
 
 SiteKey = tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPath:
-    found: bool
-    method: str  # "items" (a container whose items came from the site), "size", "objects", "none"
-    root: str
-    steps: tuple[str, ...]
-    held_type: str
-    held_length: int | None
-    held_size: int
-    objects: int
-    truncated: bool  # the search hit its time or depth bound
-    note: str
-    kind: RetentionKind = "unknown"
-    holder: str = ""  # reachable: the holder as a developer writes it, with what it holds
-    group: str | None = None
-    created_traceback: Traceback = ()  # where the root's newest item was allocated, innermost last
-    # The call that made it (first user frame), set once the user's files are known
-    # (analysis.findings); for "raw", the call into the extension.
-    created_at: Frame | None = None
-
-    @property
-    def label(self) -> str:
-        """The kind and its holder in a few words, for a table cell."""
-        if self.kind == "reachable":
-            return f"reachable: {self.holder or ' -> '.join((self.root, *self.steps[:1]))}"
-        return {
-            "unreachable": "unreachable: a reference leaked by C code",
-            "raw": "raw: memory with no Python object",
-        }.get(self.kind, "unknown")
-
-    @property
-    def summary(self) -> str:
-        made = ""
-        if self.created_at is not None:
-            made = f"; made by the call at {self.created_at.file}:{self.created_at.line}"
-        if self.kind == "unreachable":
-            path = " -> ".join((self.root, *self.steps))
-            why = self.note or "nothing the garbage collector tracks refers to it"
-            return f"unreachable: {why} ({path}){made}"
-        if self.kind == "raw":
-            return f"raw: {self.note}{made}"
-        if not self.found:
-            reason = self.root[1:-1] if self.root.startswith("(") else self.note
-            return f"unknown: {reason}" if reason else "unknown"
-        held = self.held_type
-        if self.held_length is not None:
-            held += f" of {self.held_length:,} items"
-        path = " -> ".join((self.root, *self.steps)) + f" ({held}, {self.held_size:,} bytes)"
-        return f"reachable: {self.holder}, by {path}" if self.holder else path
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A site grouped under a finding because the same root keeps it."""
-
-    file: str
-    line: int
-    bytes_per_request: float
 
 
 def site_key(traceback: Traceback) -> SiteKey:

@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             live[size] = objects
             if kinds != ["reachable", "unreachable", "raw"]:
                 wrong.append(f"{size:,}: {kinds}")
-            print(f"round {round_ + 1}: {objects:,} live objects, search {took:.2f} s, kinds {kinds}", flush=True)
+            print(
+                f"round {round_ + 1}: {objects:,} live objects, search {took:.2f} s, kinds {kinds}",
+                flush=True,
+            )
     base = sizes[0]
     rows = []
     for size in sizes:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from analysis.call_paths import origin
-from analysis.report import Report, Suspect
+from analysis.model import Suspect
+from analysis.report import Report
 from analysis.units import human_bytes
 
 FORMAT = "markdown"

@@ -48,6 +48,7 @@ class Target:
     kind: str | None = None  # the top finding's retention kind
     holder: str | None = None  # a reachable one's holder starts with this
     root: str | None = None  # an unreachable one's root
+    requests: int = 0  # measured requests it needs at least (a plateau that takes long to show)
 
     @property
     def app(self) -> str:
@@ -92,6 +93,7 @@ def read_target(module: str, path: Path) -> Target:
         kind=_field(doc, "Retention kind"),
         holder=_field(doc, "Retention holder"),
         root=_field(doc, "Retention root"),
+        requests=int(_field(doc, "Requests") or 0),
     )
 
 
@@ -157,7 +159,7 @@ def run_one(target: Target, out: Path, args: argparse.Namespace) -> Outcome:
         sys.executable, "-m", "memsoak", "run",
         "--app", target.app,
         "--locustfile", str(LOCUSTFILE),
-        "--requests", str(args.requests),
+        "--requests", str(max(args.requests, target.requests)),
         "--warmup", str(args.warmup),
         "--checkpoints", str(args.checkpoints),
         "--users", str(args.users),

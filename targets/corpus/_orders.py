@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, request
 
+PAGE = 10
 
 class Order:
     def __init__(self, number: int) -> None:
@@ -31,9 +32,9 @@ def make_app(ujson: ModuleType) -> Flask:
 
     @app.route("/")
     def index() -> str:
-        order = Order(int(request.args.get("i", "0")))
-        # A list, not a dict: ujson iterates a dict's items as tuples, and CPython's free list of
-        # tuples fills over the first thousands of requests (a plateau that reads as growth).
-        return str(ujson.dumps([order], default=encode))
+        number = int(request.args.get("i", "0"))
+        # A page of orders, each through two calls of `default` (an Order, then its Price).
+        orders = [Order(number * PAGE + n) for n in range(PAGE)]
+        return str(ujson.dumps(orders, default=encode))
 
     return app

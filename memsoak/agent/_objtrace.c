@@ -28,6 +28,19 @@
 #include <stdint.h>
 #include <time.h>
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* Exported still, but its declaration moved to the internal headers in 3.13. */
+PyAPI_FUNC(PyObject *) _PyTraceMalloc_GetTraceback(unsigned int domain, uintptr_t ptr);
+#endif
+
+/* The words before an object that its block starts with: the managed dict's (3.11), the managed
+   dict's and weak references' (3.12 and later). */
+#ifdef Py_TPFLAGS_PREHEADER
+#define PREHEADER_FLAGS Py_TPFLAGS_PREHEADER
+#else
+#define PREHEADER_FLAGS Py_TPFLAGS_MANAGED_DICT
+#endif
+
 static PyObject *
 traceback_at(uintptr_t block)
 {
@@ -53,8 +66,8 @@ block_of(PyObject *obj)
     if (PyType_IS_GC(type)) {
         before += 2 * sizeof(uintptr_t); /* PyGC_Head: two words */
     }
-    if (PyType_HasFeature(type, Py_TPFLAGS_MANAGED_DICT)) {
-        before += 2 * sizeof(PyObject *); /* the dict and its values */
+    if (PyType_HasFeature(type, PREHEADER_FLAGS)) {
+        before += 2 * sizeof(PyObject *);
     }
     return (uintptr_t)obj - before;
 }

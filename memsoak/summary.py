@@ -26,7 +26,7 @@ def summary_lines(report: Report, paths: Sequence[Path]) -> list[str]:
         )
     held = report.suspects[0].retention if report.suspects else None
     if held is not None:
-        lines.append(f"memsoak: what keeps it ({held.kind}): {held.summary}")
+        lines.append(f"memsoak: what keeps the top suspect: {held.summary}")
     for event in report.events:
         if "failed" in event or "stopped" in event:
             lines.append(f"memsoak: event: {event}")

@@ -18,6 +18,8 @@ from analysis.model import Frame, RequestCounts, RunData
 from analysis.report import build_report
 from analysis.writers import html, json_report, markdown
 from memsoak.agent.retention import find_retention
+from memsoak.progress import summary_doc
+from memsoak.summary import summary_lines
 from targets.cext import load
 from tests.test_verdict import LIB, REQUESTS, series
 
@@ -219,6 +221,14 @@ def test_suspects_one_root_keeps_are_one_finding_blamed_where_the_root_was_made(
     page = io.StringIO()
     html.render(report, page)
     assert 'data-kind="reachable"' in page.getvalue() and 'data-kind="raw"' in page.getvalue()
+    terminal = summary_lines(report, [])
+    assert f"memsoak: what keeps the top suspect: reachable: {holder}, by class logging.Logger" in "\n".join(
+        terminal
+    )
+    assert [s["kept_by"] for s in summary_doc(report, [])["suspects"]] == [
+        f"reachable: {holder}",
+        top.retention.label,
+    ]
 
 
 def test_an_unreferenced_root_that_is_no_suspect_still_takes_the_blame() -> None:

@@ -180,7 +180,7 @@ class ForkedRetention(ForkedWork):
         def work() -> tuple[bytes, bytes]:  # pragma: no cover - runs in the child
             from memsoak.agent.retention import find_retention
 
-            answer = find_retention(suspects, max_seconds=max_seconds, collect=False)
+            answer = find_retention(suspects, max_seconds=max_seconds, collect=False, in_child=True)
             return b"", _DOCUMENT + json.dumps(answer, separators=(",", ":")).encode()
 
         # Niced: the target and its load have the CPU first (the search is not what they wait for).

@@ -254,11 +254,24 @@ def _answer(walker: Walk, method: str, start: Any) -> dict[str, Any]:
     }
 
 
+def _frozen_note(frozen: int) -> str:
+    return (
+        f"{frozen:,} objects are frozen (gc.freeze()), unseen by the search in the target; "
+        "a search in a forked child (fork=true) sees them"
+    )
+
+
 def find_retention(
-    suspects: list[dict[str, Any]], *, max_seconds: float = 10.0, max_depth: int = 40, collect: bool = True
+    suspects: list[dict[str, Any]],
+    *,
+    max_seconds: float = 10.0,
+    max_depth: int = 40,
+    collect: bool = True,
+    in_child: bool = False,
 ) -> dict[str, Any]:
     """`suspects`: [{"traceback": [[file, line], ...] innermost last, "live_bytes": int}].
-    `collect`: collect garbage first (a forked child must not: the caller did, before the fork)."""
+    `collect`: collect garbage first (a forked child must not: the caller did, before the fork).
+    `in_child`: in a forked child, which may change the collector's state for good."""
     if not tracemalloc.is_tracing():
         raise RuntimeError("tracemalloc is not tracing in the target")
     started = time.perf_counter()
@@ -266,6 +279,13 @@ def find_retention(
     asked = suspects[:MAX_SUSPECTS]
     if collect:
         gc.collect()
+    # Objects an app froze (gc.freeze(), as preforking servers' apps do) are in no generation:
+    # neither listed nor looked at for referrers. A child thaws them; the target itself must not
+    # (its collections would walk them again), so there "nothing refers to it" is not known.
+    frozen = gc.get_freeze_count()
+    if frozen and in_child:
+        gc.unfreeze()
+        frozen = 0
     objects = gc.get_objects()
     search = _Search(asked, budget)
     search.containers(objects)
@@ -279,8 +299,10 @@ def find_retention(
         answer: dict[str, Any] = {"traceback": suspect["traceback"], "objects": search.hits.get(index, 0)}
         if index in points:
             answer.update(_answer(walker, search.methods[index], points[index]))
+            if frozen and answer["kind"] == "unreachable":
+                answer.update(kind="unknown", found=False, group=None, note=_frozen_note(frozen))
         else:
-            complete = search.complete and not budget.spent
+            complete = search.complete and not budget.spent and not frozen
             answer.update(
                 kind="raw" if complete else "unknown",
                 found=False,
@@ -292,7 +314,11 @@ def find_retention(
                 created_at=[],
                 held={},
                 truncated=not complete,
-                note=_RAW_NOTE if complete else "search stopped by its time budget",
+                note=_RAW_NOTE
+                if complete
+                else _frozen_note(frozen)
+                if frozen
+                else "search stopped by its time budget",
             )
         answers.append(answer)
     return {

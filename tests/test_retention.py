@@ -71,7 +71,10 @@ def _suspect(function: Any, marker: str) -> dict[str, Any]:
     """The traceback tracemalloc gives the line: this test's frames, outermost first, then the
     caller's line and the line itself (the search compares whole tracebacks)."""
     found = [s for s in _snapshot_sites() if s[-1] == _where(function, marker)]
-    assert found, f"nothing traced at {_where(function, marker)}"
+    assert found, (
+        f"nothing traced at {_where(function, marker)} (tracing: {tracemalloc.is_tracing()}, "
+        f"{tracemalloc.get_traceback_limit()} frames, {len(_sites)} sites)"
+    )
     return {"traceback": [list(frame) for frame in found[0]], "live_bytes": 1}
 
 
@@ -92,6 +95,8 @@ def traced() -> Iterator[None]:
     # An in-process Locust test froze this process's objects at its quit (the plugin's exit
     # speed-up): the search sees no frozen object's references outside a forked child.
     gc.unfreeze()
+    if tracemalloc.is_tracing():  # started by something else, perhaps at another depth
+        tracemalloc.stop()
     tracemalloc.start(8)
     _sites.clear()
     try:

@@ -383,3 +383,38 @@ def test_a_forked_child_ends_with_a_target_killed_outright(tmp_path: Path, kind:
         target.kill()
         target.wait()
         target.stdout.close()
+
+
+def test_a_locust_started_by_hand_stops_when_its_target_is_gone(
+    start_target: Callable[..., TargetProcess], token: str, tmp_path: Path
+) -> None:
+    """No conductor to watch: a plain `locust` with the plugin, in a soak (no request count to
+    run out), whose target dies. Its sampler finds the agent gone, the load stops, and the log
+    says why."""
+    target = start_target(SLOW, app_dir=str(REPO))
+    out = tmp_path / "out"
+    log = tmp_path / "locust.log"
+    command = [
+        sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles" / "seed.py"), "--headless",
+        "-u", "5", "-r", "100", "--host", target.url, "-t", "600s", "--memsoak-out", str(out),
+        "--memsoak-duration", "300s", "--memsoak-checkpoint-every", "100s", "--memsoak-warmup", "50",
+        "--memsoak-sample-interval", "0.5", "--memsoak-agent-token", token,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("MEMSOAK_CONDUCTOR_PID", "MEMSOAK_CONDUCTOR_LOG")}
+    with open(log, "wb") as file:
+        locust = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=file, stderr=subprocess.STDOUT)
+    try:
+        _wait_until(
+            lambda: any((out / "snapshots").glob("*-baseline.json")) or locust.poll() is not None,
+            START_BOUND_S,
+            lambda: log.read_text(),
+        )
+        os.kill(target.pid, signal.SIGKILL)
+        # Three failed samples half a second apart, then the partial reports.
+        _wait_until(lambda: locust.poll() is not None, GONE_WITHIN_S, lambda: log.read_text()[-2000:])
+    finally:
+        locust.kill()
+        locust.wait()
+    text = log.read_text()
+    assert locust.returncode == 3, text[-2000:]
+    assert "the agent stopped answering" in text

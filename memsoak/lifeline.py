@@ -4,9 +4,10 @@ killer included, when it runs no handler and no `finally`.
 The kernel does it (Linux `prctl(PR_SET_PDEATHSIG)`): set in the child, it sends the child a
 signal when its parent dies. Two things make that subtle. The signal comes when the parent
 *thread* that forked the child ends, not the parent process: a child started from a short-lived
-thread would be killed with that thread, so children are started from the main thread only
-(`preexec` refuses any other). And the setting is made in the child after the fork: a parent
-that died in between is caught by comparing the parent's pid with the one expected.
+thread would be killed with that thread. So the processes `memsoak run` starts are started from
+its main thread (`preexec` refuses any other); a forked snapshot child, which serves one request,
+may go with the thread that handles it. And the setting is made in the child after the fork: a
+parent that died in between is caught by comparing the parent's pid with the one expected.
 
 A process `memsoak run` starts is also told who started it (`ENV_PID`), so it can notice by
 itself where the kernel's signal is not to be had (another platform) and, for the Locust

@@ -120,9 +120,11 @@ def serve(
     ready: dict[str, Any] = {"url": f"http://{shown_host}:{bound_port}", "pid": os.getpid()}
     if generated:
         ready["token"] = token
-    print(json.dumps(ready), flush=True)
+    # Before the ready line: a SIGTERM sent the moment it is read must stop the server, not kill
+    # the process outright (its exit handlers unrun).
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stop)
+    print(json.dumps(ready), flush=True)
     server.serve_forever()
     if quick_exit:
         # The interpreter's exit collects garbage several times over the whole heap (0.2 s for

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from typing import Any
 
 import gevent
@@ -80,9 +79,11 @@ class ConductorWatch:
             os.dup2(fd, 2)
             os.close(fd)
         message = (
-            f"the memsoak run that started this Locust (pid {self.conductor_pid}) is gone: stopping the load"
+            f"the memsoak run that started this Locust (pid {self.conductor_pid}) is gone: "
+            f"stopping the load; this process ends within {DEADLINE_S} s"
         )
-        print(f"memsoak: {message}; this process ends within {DEADLINE_S} s", file=sys.stderr, flush=True)
         plugin = getattr(self.environment, "memsoak", None)
-        if isinstance(plugin, MemsoakPlugin):  # the report says it too
-            plugin.data.events.append(f"{time.strftime('%H:%M:%S')} {message}")
+        if isinstance(plugin, MemsoakPlugin) and plugin.progress:
+            plugin.session.event(message)  # printed, and among the report's events
+        else:
+            print(f"memsoak: {message}", file=sys.stderr, flush=True)

@@ -6,8 +6,11 @@ stop: its users stop at once and the plugin writes its partial reports. What thi
 Locust process:
 - Whatever it says from then on goes to the run's locust.log (the conductor copied its output
   there, and nobody reads the pipe now), beginning with why it stops.
-- It is gone within `DEADLINE_S` whatever it was doing then (waiting for a hung target, say):
-  SIGALRM left to its default action ends it with none of its own code having to run.
+- It asks the agent for nothing more (no final snapshot, no retention search): the run ends at
+  its last snapshot, and its reports are written from what is in hand.
+- It is gone within `DEADLINE_S` whatever it was doing then (a checkpoint waiting on a hung
+  target, a user's slow test_stop listener): SIGALRM left to its default action ends it with
+  none of its own code having to run.
 - Where no signal comes (not Linux, or the conductor died before the child could ask for one),
   it notices by itself: a process's parent pid changes when its parent dies. Checked every
   `POLL_S`, in a greenlet; then it stops as the signal would have stopped it.
@@ -78,12 +81,17 @@ class ConductorWatch:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os.close(fd)
-        message = (
-            f"the memsoak run that started this Locust (pid {self.conductor_pid}) is gone: "
-            f"stopping the load; this process ends within {DEADLINE_S} s"
-        )
+        gone = f"the memsoak run that started this Locust (pid {self.conductor_pid}) is gone"
+        message = f"{gone}: stopping the load; this process ends within {DEADLINE_S} s"
         plugin = getattr(self.environment, "memsoak", None)
-        if isinstance(plugin, MemsoakPlugin) and plugin.progress:
+        if not isinstance(plugin, MemsoakPlugin):  # a worker, or a master not yet registered
+            print(f"memsoak: {message}", file=sys.stderr, flush=True)
+            return
+        if plugin.progress:
             plugin.session.event(message)  # printed, and among the report's events
         else:
             print(f"memsoak: {message}", file=sys.stderr, flush=True)
+        # The run ends at its last snapshot, its reports written from what is in hand: a final
+        # snapshot or a retention search could outlast the deadline (a live --host target) and
+        # nobody waits for them now.
+        plugin.agent.close(gone)

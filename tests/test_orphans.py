@@ -262,17 +262,18 @@ def test_locust_is_out_in_time_even_waiting_on_a_hung_target(
 
 
 STUCK_LOCUSTFILE = """
-import time
+import os
 
 from locust import events, task
 
 from memsoak.locust import MemsoakHttpUser
 
+never_written, _ = os.pipe()
+
 
 @events.test_stop.add_listener
 def never_done(**_):
-    while True:  # a user's listener that never returns
-        time.sleep(1)
+    os.read(never_written, 1)  # a call outside gevent's reach: the whole process waits on it
 
 
 class SeedUser(MemsoakHttpUser):
@@ -285,8 +286,9 @@ class SeedUser(MemsoakHttpUser):
 def test_locust_is_out_by_its_deadline_whatever_holds_it_up(
     conduct: Callable[..., Conducted], tmp_path: Path
 ) -> None:
-    """Locust stops by running its test_stop listeners, which a locustfile's own can hold up for
-    ever: its deadline ends it, and the run directory renders as of its last checkpoint."""
+    """Locust stops by running its test_stop listeners, and a locustfile's own can block the
+    whole process for ever: its deadline ends it, and the run directory renders as of its last
+    checkpoint."""
     locustfile = tmp_path / "stuck.py"
     locustfile.write_text(STUCK_LOCUSTFILE)
     run = conduct("--app", SLOW, "--locustfile", str(locustfile), *BUDGET)

@@ -89,8 +89,8 @@ def serve(
     ready: dict[str, Any] = {"url": f"http://{shown_host}:{bound_port}", "pid": os.getpid()}
     if generated:
         ready["token"] = token
-    # Before the ready line: a SIGTERM sent the moment it is read must stop the server, not kill
-    # the process outright (its exit handlers unrun).
+    # Before the ready line: whoever reads it may stop the target at once, and a SIGTERM before
+    # the handler would kill it without its exit handlers.
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stop)
     print(json.dumps(ready), flush=True)

@@ -183,3 +183,12 @@ class AgentClient:
 
     def set_tracing(self, enable: bool, frames: int | None = None) -> dict[str, Any]:
         return self._json("POST", "tracing", {"enable": enable, "frames": frames})
+
+    def start_native(self, max_seconds: float) -> dict[str, Any]:
+        """Start memray's tracker with native stacks in the target (memsoak/agent/native.py)."""
+        return self._json("POST", "native/start", {"max_seconds": max_seconds})
+
+    def stop_native(self) -> dict[str, Any]:
+        """Stop it and answer {"windows": [one per process: {"requests", "rss_start", "rss_end",
+        "stacks": [{"bytes", "count", "frames": [[function, file, line], ...]}], ...}]}."""
+        return self._json("POST", "native/stop", {})

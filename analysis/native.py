@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.report import Report
 
 UNKNOWN = "<unknown>"
 MIN_BYTES_PER_REQUEST = 64.0
@@ -78,7 +81,7 @@ class NativeSite:
 class NativeWindow:
     requests: int  # requests recorded in the window, summed over the target's processes
     explained_share: float  # the sites' bytes / RSS growth in the window (0 when RSS did not grow)
-    rss_growth_bytes: int
+    rss_growth_bytes: int  # what the share is of: the measured run's rate over the window's requests
     leaked_bytes: int  # everything memray saw left allocated, sites or not
     sites: tuple[NativeSite, ...]  # most bytes first, above the floor
     processes: int = 1
@@ -123,21 +126,27 @@ def trim_stack(
     return tuple(kept), None
 
 
-def read_native(answer: Mapping[str, Any]) -> NativeWindow | None:
+def read_native(answer: Mapping[str, Any], rss_per_request: float | None = None) -> NativeWindow | None:
     """The agent's `native/stop` answer as a window; None when it holds no window, or none that
-    reads (a run.json edited by hand, an agent of another version)."""
+    reads (a run.json edited by hand, an agent of another version).
+
+    `rss_per_request`: the measured run's RSS growth per request, which the share of the growth
+    the sites explain is taken of, over the window's requests. The window's own RSS is a poor
+    measure of it: memray's own buffers and caches grow it by megabytes as the window starts, and
+    freeing them after one window lets the next reuse that memory without growing at all."""
     try:
-        return _read(answer)
+        return _read(answer, rss_per_request)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError):
         return None
 
 
-def _read(answer: Mapping[str, Any]) -> NativeWindow | None:
+def _read(answer: Mapping[str, Any], rss_per_request: float | None) -> NativeWindow | None:
     windows = [w for w in answer.get("windows", ()) if isinstance(w, Mapping)]
     if not windows:
         return None
     requests = sum(int(w.get("requests", 0)) for w in windows)
-    growth = sum(int(w.get("rss_end", 0)) - int(w.get("rss_start", 0)) for w in windows)
+    window_growth = sum(int(w.get("rss_end", 0)) - int(w.get("rss_start", 0)) for w in windows)
+    growth = round(rss_per_request * requests) if rss_per_request is not None else window_growth
     grouped: dict[tuple[NativeFrame, ...], list[Any]] = {}
     for window in windows:
         library = [str(p) for p in window.get("library_files", ())]
@@ -212,3 +221,14 @@ def native_to_dict(window: NativeWindow) -> dict[str, Any]:
             for s in window.sites
         ],
     }
+
+
+def native_wanted(report: Report) -> bool:
+    """Whether a run's report calls for a native window: a native-leak verdict, or a top suspect
+    whose retention is `raw` (a buffer C code took from Python's allocators and never freed: the
+    kind issue 16's retention search tells; absent on reports without it)."""
+    if report.verdict.kind == "native-leak":
+        return True
+    return any(
+        getattr(s.retention, "kind", None) == "raw" for s in report.suspects[:3] if s.retention is not None
+    )

@@ -194,7 +194,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         thresholds=limits,
         rss_driven=driven_growth([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes"),
     )
-    native = read_native(run.native) if run.native else None
+    native = read_native(run.native, rss.per_request) if run.native else None
     if native is not None and verdict.kind == "native-leak":
         # What the window found stands where the verdict would send the user to another tool.
         verdict = replace(verdict, explanation=verdict.explanation.replace(NATIVE_HINT, explain(native)))

@@ -460,6 +460,7 @@ class DistributedMasterPlugin(MemsoakPlugin):
     `QuotaCoordinator` instead of a local gate (the master runs no users)."""
 
     SHALLOW_SETTLING = False
+    NATIVE_WINDOW = False  # the same for the native window
 
     def register(self, environment: Environment) -> None:
         super().register(environment)

@@ -21,6 +21,7 @@ from locust.env import Environment
 
 from analysis.call_paths import read_call_paths
 from analysis.model import RequestCounts, RunData, Sample, Snapshot, Traceback
+from analysis.native import native_wanted, read_native
 from analysis.regression import judge
 from analysis.report import Report, Suspect, build_report
 from analysis.sequential import (
@@ -70,6 +71,8 @@ RETENTION_SUSPECTS = 3
 FINISH_WAIT_S = 600.0
 # The agent stops watching call paths by itself after this, should nobody ask for them.
 PATHS_WATCH_MAX_S = 120.0
+# And memray's tracker (the native window) after this.
+NATIVE_WINDOW_MAX_S = 300.0
 
 
 class MemsoakPlugin:
@@ -77,6 +80,9 @@ class MemsoakPlugin:
     # window: that moves the end of the budget mid-run, which a distributed master's quotas do
     # not (yet) follow.
     SHALLOW_SETTLING = True
+    # Whether a native-leak verdict may be followed by a native window: that too moves the end of
+    # the budget mid-run.
+    NATIVE_WINDOW = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -124,6 +130,9 @@ class MemsoakPlugin:
         # about: test_stop takes its answer instead of searching at the end.
         self._early_retention: gevent.Greenlet | None = None
         self._early_retention_for: tuple[Traceback, ...] = ()
+        # The native window (memray in the target): where it started and ends, measured requests.
+        self._native_from: int | None = None
+        self._native_end: int | None = None
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token. While
@@ -218,7 +227,7 @@ class MemsoakPlugin:
             self._finishing.set()
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
-        if exception is not None and self._measuring_since is not None:
+        if exception is not None and self._measuring_since is not None and self._native_from is None:
             self.failed_measured += 1
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
@@ -239,6 +248,10 @@ class MemsoakPlugin:
             measured, window = self._series_end, measured - self._series_end
             if not self.data.call_paths:  # cut short (Ctrl-C): take the hook off, keep what it saw
                 self._gather_call_paths(measured + window)
+        elif self._native_from is not None:  # nor the native window's
+            measured, window = self._native_from, measured - self._native_from
+            if not self.data.native:  # cut short: take the tracker off, keep what it saw
+                self._close_native_window()
         snapshots = self.data.snapshots
         complete = (
             self._clock_done
@@ -339,6 +352,9 @@ class MemsoakPlugin:
                 self._snapshot(0, "baseline", resume_load=True, on_taken=self._start_measuring)
         elif measured == self._paths_window_end:
             self._close_paths_window(measured)
+        elif measured == self._native_end:
+            self._close_native_window()
+            self._quit()
         elif measured < settings.requests:
             if self._checkpoint(measured):
                 self._stop_if_settled(measured)
@@ -346,7 +362,8 @@ class MemsoakPlugin:
             # The final snapshot is taken in test_stop, so a run ended any other way (Ctrl-C,
             # --run-time, the web UI's stop button) gets one too. quit() must not run in this
             # greenlet's caller chain: spawn it.
-            self._quit()
+            if not self._final_then_native(measured):
+                self._quit()
 
     def _watch(self, measured: int) -> None:
         """One census reading with tracing off; once the census shows growth, trace a window."""
@@ -470,7 +487,8 @@ class MemsoakPlugin:
         """The series is over: quit, or, when it was traced one frame deep and has suspects,
         watch the call paths reaching their lines for a few more requests."""
         if self._paths_depth is None or not report.suspects or self.gate is None:
-            self._quit()
+            if not self._open_native_window(measured, report):
+                self._quit()
             return
         lines = list(dict.fromkeys((s.file, s.line) for s in report.suspects))[:MAX_CALLER_LINES]
         try:
@@ -506,6 +524,59 @@ class MemsoakPlugin:
         if early is not None:
             early.kill(block=False)
         return self._find_retention(report) if wanted else None
+
+    def _final_then_native(self, measured: int) -> bool:
+        """At the end of the budget, when a native window may follow: the final snapshot now
+        (test_stop then has it), and the window if the verdict asks for one."""
+        if not self._native_window_allowed():
+            return False
+        if not self._snapshot(measured, "final"):
+            return False
+        report = build_report(self._for_analysis(self.data), self.settings.thresholds)
+        return self._open_native_window(measured, report)
+
+    def _native_window_allowed(self) -> bool:
+        settings = self.settings
+        return (
+            self.NATIVE_WINDOW
+            and settings.native_window > 0
+            and not settings.watch
+            and settings.duration_s is None
+            and self.gate is not None
+            and not self.target_failed
+        )
+
+    def _open_native_window(self, measured: int, report: Report) -> bool:
+        """A native-leak verdict: record `--native-window` more requests with memray in the target,
+        to name the native sites. False when none is wanted or the target cannot (the line why)."""
+        if not self._native_window_allowed() or not native_wanted(report) or self.gate is None:
+            return False
+        try:
+            self.agent.start_native(NATIVE_WINDOW_MAX_S)
+        except AgentError as exc:
+            self._event(f"native window not recorded: {exc}")
+            return False
+        if self._sampler is not None:
+            self._sampler.kill(block=False)  # memray's own footprint is no measured growth
+        requests = self.settings.native_window
+        self._native_from, self._native_end = measured, measured + requests
+        self.gate.end_at(self.gate.completed + requests)
+        self._event(f"{report.verdict.kind}: recording {requests} more requests with memray (native window)")
+        return True
+
+    def _close_native_window(self) -> None:
+        try:
+            self.data.native = self.agent.stop_native()
+        except AgentError as exc:
+            self._event(f"native window lost: {exc}")
+            return
+        window = read_native(self.data.native)
+        if window is not None:
+            self._event(
+                f"native window: {window.requests} requests, {len(window.sites)} native site(s) "
+                f"above the floor, {window.leaked_bytes:,} bytes left allocated in all"
+                + (f" ({window.note})" if window.note else "")
+            )
 
     def _close_paths_window(self, measured: int) -> None:
         self._gather_call_paths(measured)

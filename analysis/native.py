@@ -185,21 +185,29 @@ def explain(window: NativeWindow) -> str:
     per_request = window.rss_growth_bytes / window.requests
     if not window.explains_growth:
         return (
-            f"{head} explains {window.explained_share:.0%} of its RSS growth "
+            f"{head} explains {window.explained_share:.0%} of the run's RSS growth "
             f"({per_request:,.0f} bytes per request): the memory is taken where memray's hooks do "
             "not see it (a direct call into libc through ctypes, mmap, a custom allocator), so no "
             "site is named."
         )
     top = window.sites[0]
-    named = top.named_frame
-    via = top.library_frame
-    called = f", called from {top.user_frame.where()}" if top.user_frame else ""
-    through = f" through {via.where()}" if via is not None else ""
     return (
-        f"{head} explains {window.explained_share:.0%} of its RSS growth; the top native site "
-        f"leaks {top.bytes_per_request:,.0f} bytes per request ({top.count_per_request:.1f} "
-        f"blocks) in {named.where()}{through}{called}."
+        f"{head} explains {window.explained_share:.0%} of the run's RSS growth; the top native "
+        f"site leaks {top.bytes_per_request:,.0f} bytes per request ({top.count_per_request:.1f} "
+        f"blocks) in {site_summary(top)}."
     )
+
+
+def site_summary(site: NativeSite) -> str:
+    """One line for a site, as the writers show it: the frame that names it, the library frame
+    the call went through and the user's line."""
+    parts = [site.named_frame.where()]
+    via = site.library_frame
+    if via is not None:
+        parts.append(f"through {via.where()}")
+    if site.user_frame is not None and site.user_frame != site.named_frame:
+        parts.append(f"from {site.user_frame.where()}")
+    return ", ".join(parts)
 
 
 def native_to_dict(window: NativeWindow) -> dict[str, Any]:

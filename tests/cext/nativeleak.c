@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The last block, through a volatile pointer: a block nothing reads is one the compiler may drop
+ * (malloc and memset of it), and then the pages are never touched and RSS does not grow. */
+static char *volatile last_block;
+
 static PyObject *
 nativeleak_leak(PyObject *Py_UNUSED(module), PyObject *arg)
 {
@@ -22,7 +26,8 @@ nativeleak_leak(PyObject *Py_UNUSED(module), PyObject *arg)
         return PyErr_NoMemory();
     }
     memset(block, 0x5a, (size_t)size);
-    Py_RETURN_NONE; /* the leak: `block` is never freed */
+    last_block = block;
+    Py_RETURN_NONE; /* the leak: no block is ever freed */
 }
 
 static PyMethodDef methods[] = {

@@ -9,7 +9,9 @@ corpus' ctypes target, and a target that does not leak.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -275,3 +277,39 @@ def test_without_memray_the_verdict_stays_and_one_line_says_why(
     assert "memray run --native" in report["explanation"]
     why = [e for e in report["events"] if "native window not recorded" in e]
     assert len(why) == 1 and "memray" in why[0]
+
+
+def test_target_killed_mid_window_still_writes_its_reports(tmp_path: Path, nativeleak_dir: Path) -> None:
+    """The measured run is complete when the window opens: a target that dies in the window ends
+    the run as failed (exit 3) with the verdict and reports of the measured requests."""
+    out = tmp_path / "out"
+    app = ("--app", "nativeleak_app:app", "--app-dir", str(nativeleak_dir))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "memsoak", "run", *app, *RUN, "--native-window", "100000", "--out", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        seen = []
+        for line in run.stdout:  # until the window opens (or the run ends, and the test fails)
+            seen.append(line)
+            if "recording 100000 more requests with memray" in line:
+                break
+        else:
+            pytest.fail("the native window never opened:\n" + "".join(seen[-30:]))
+        pid = json.loads((out / "snapshots" / "000-baseline.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        rest, _ = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 3, rest[-3000:]
+    report = _report(out)
+    assert report["verdict"] == "native-leak" and "native" not in report
+    assert report["requests"]["measured"] == 1000 and report["requests"]["failed"] == 0
+    assert any("native window lost" in event for event in report["events"]), report["events"]
+    assert (out / "report.md").exists() and (out / "report.html").exists()

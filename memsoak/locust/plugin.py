@@ -73,6 +73,8 @@ FINISH_WAIT_S = 600.0
 PATHS_WATCH_MAX_S = 120.0
 # And memray's tracker (the native window) after this.
 NATIVE_WINDOW_MAX_S = 300.0
+# Requests failing in the native window before it ends early: the target has gone (killed, say).
+NATIVE_WINDOW_MAX_FAILURES = 20
 
 
 class MemsoakPlugin:
@@ -132,7 +134,8 @@ class MemsoakPlugin:
         self._early_retention_for: tuple[Traceback, ...] = ()
         # The native window (memray in the target): where it started and ends, measured requests.
         self._native_from: int | None = None
-        self._native_end: int | None = None
+        self._native_end: int | None = None  # None again once it is closed
+        self._native_failures = 0
 
     def check_agent(self) -> None:
         """Raise MemsoakError (exit 2) when the agent does not answer or refuses the token. While
@@ -227,8 +230,14 @@ class MemsoakPlugin:
             self._finishing.set()
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
-        if exception is not None and self._measuring_since is not None and self._native_from is None:
+        if exception is None or self._measuring_since is None:
+            return
+        if self._native_from is None:
             self.failed_measured += 1
+            return
+        self._native_failures += 1
+        if self._native_failures == NATIVE_WINDOW_MAX_FAILURES:
+            gevent.spawn(self._end_native_window_early)
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         gate = self.gate
@@ -250,7 +259,7 @@ class MemsoakPlugin:
                 self._gather_call_paths(measured + window)
         elif self._native_from is not None:  # nor the native window's
             measured, window = self._native_from, measured - self._native_from
-            if not self.data.native:  # cut short: take the tracker off, keep what it saw
+            if self._native_end is not None:  # cut short: take the tracker off, keep what it saw
                 self._close_native_window()
         snapshots = self.data.snapshots
         complete = (
@@ -564,9 +573,20 @@ class MemsoakPlugin:
         self._event(f"{report.verdict.kind}: recording {requests} more requests with memray (native window)")
         return True
 
+    def _end_native_window_early(self) -> None:
+        self._event(f"native window cut short: {self._native_failures} of its requests failed")
+        self._close_native_window()
+        self._quit()
+
     def _close_native_window(self) -> None:
+        if self._native_end is None:
+            return
+        self._native_end = None
         try:
             self.data.native = self.agent.stop_native()
+        except (AgentUnreachable, AgentTimeout) as exc:
+            self._target_failed(f"native window lost: {exc}")
+            return
         except AgentError as exc:
             self._event(f"native window lost: {exc}")
             return

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from analysis.native import read_native, trim_stack
+from memsoak.agent.native import NativeWindow
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.target import TargetProcess
 
@@ -124,6 +125,21 @@ def test_blocks_kept_once_in_a_window_are_no_site() -> None:
     }
     window = read_native(answer, rss_per_request=3000.0)
     assert window is not None and window.sites == () and not window.explains_growth
+
+
+def test_a_capture_over_its_limit_is_not_read_and_is_removed() -> None:
+    """In this process: memray's tracker around some allocations, with a limit no capture fits."""
+    requests = [0]
+    window = NativeWindow(lambda: requests[0], max_seconds=60, max_bytes=1)
+    before = _native_dirs()
+    window.start()
+    kept = [bytearray(4096) for _ in range(100)]
+    requests[0] = 100
+    answer = window.stop()
+    assert len(kept) == 100
+    assert answer["stacks"] == [] and "over the limit of 1" in answer["note"]
+    assert answer["requests"] == 100 and answer["capture_bytes"] > 1
+    assert _native_dirs() <= before
 
 
 # -- the agent's window, on real targets ---------------------------------------------------------

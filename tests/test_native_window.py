@@ -80,9 +80,29 @@ def _pydantic(tmp: Path, release: str) -> tuple[Path, dict[str, str]]:
     return app_dir, {"PYTHONPATH": str(site)}
 
 
+def _run_pydantic(
+    memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp: Path, release: str
+) -> dict[str, Any]:
+    app_dir, env = _pydantic(tmp, release)
+    report, _ = _run(memsoak, tmp / "out", "--app", "pydantic_app:app", "--app-dir", str(app_dir), env=env)
+    return report
+
+
 def _report(out: Path) -> dict[str, Any]:
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
+
+
+def _run(
+    memsoak: Callable[..., subprocess.CompletedProcess[str]],
+    out: Path,
+    *app: str,
+    env: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """A whole `memsoak run` that ends well: its report.json and its output."""
+    done = memsoak("run", *app, *RUN, "--out", str(out), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _report(out), done.stdout
 
 
 def _functions(site: dict[str, Any]) -> list[str]:
@@ -209,10 +229,7 @@ def test_c_extension_leak_named_with_its_function_and_the_apps_line(
     memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, nativeleak_dir: Path
 ) -> None:
     out = tmp_path / "out"
-    app = ("--app", "nativeleak_app:app", "--app-dir", str(nativeleak_dir))
-    done = memsoak("run", *app, *RUN, "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = _report(out)
+    report, output = _run(memsoak, out, "--app", "nativeleak_app:app", "--app-dir", str(nativeleak_dir))
     assert report["verdict"] == "native-leak"
     native = report["native"]
     assert native["requests"] == 300 and report["requests"]["window"] == 300
@@ -227,18 +244,13 @@ def test_c_extension_leak_named_with_its_function_and_the_apps_line(
     markdown = (out / "report.md").read_text()
     assert "nativeleak_leak" in markdown and "nativeleak_app.py:21" in markdown
     assert "nativeleak_leak" in (out / "report.html").read_text()
-    assert "nativeleak_leak" in done.stdout
+    assert "nativeleak_leak" in output
 
 
 def test_pydantic_rust_core_leak_names_the_apps_line_and_the_librarys_frame(
     memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
-    app_dir, env = _pydantic(tmp_path, "leaking")
-    out = tmp_path / "out"
-    app = ("--app", "pydantic_app:app", "--app-dir", str(app_dir))
-    done = memsoak("run", *app, *RUN, "--out", str(out), env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = _report(out)
+    report = _run_pydantic(memsoak, tmp_path, "leaking")
     assert report["verdict"] == "native-leak"
     top = report["native"]["sites"][0]
     user = top["stack"][-1]
@@ -253,12 +265,7 @@ def test_pydantic_rust_core_leak_names_the_apps_line_and_the_librarys_frame(
 def test_pydantic_fixed_release_is_no_leak_and_records_no_window(
     memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
-    app_dir, env = _pydantic(tmp_path, "fixed")
-    out = tmp_path / "out"
-    app = ("--app", "pydantic_app:app", "--app-dir", str(app_dir))
-    done = memsoak("run", *app, *RUN, "--out", str(out), env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = _report(out)
+    report = _run_pydantic(memsoak, tmp_path, "fixed")
     assert report["verdict"] == "no-leak", report["explanation"]
     assert "native" not in report
 
@@ -268,10 +275,7 @@ def test_ctypes_malloc_is_said_to_be_out_of_the_windows_sight(
 ) -> None:
     """ctypes calls libc's malloc through dlsym, past memray's hooks: the window sees almost
     nothing, and the report says so with the share instead of naming a wrong site."""
-    out = tmp_path / "out"
-    done = memsoak("run", "--app", "targets.corpus.native_leak:app", *RUN, "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = _report(out)
+    report, _ = _run(memsoak, tmp_path / "out", "--app", "targets.corpus.native_leak:app")
     assert report["verdict"] == "native-leak"
     assert report["native"]["explained_share"] < 0.5
     assert "no site is named" in report["explanation"]
@@ -284,11 +288,8 @@ def test_without_memray_the_verdict_stays_and_one_line_says_why(
     no_memray = tmp_path / "no_memray"
     no_memray.mkdir()
     (no_memray / "memray.py").write_text("raise ImportError('memray is not installed here')\n")
-    out = tmp_path / "out"
     app = ("--app", "targets.corpus.native_leak:app", "--app-dir", str(no_memray))
-    done = memsoak("run", *app, *RUN, "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = _report(out)
+    report, _ = _run(memsoak, tmp_path / "out", *app)
     assert report["verdict"] == "native-leak" and "native" not in report
     assert "memray run --native" in report["explanation"]
     why = [e for e in report["events"] if "native window not recorded" in e]

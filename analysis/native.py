@@ -16,10 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from analysis.report import Report
+from typing import Any
 
 UNKNOWN = "<unknown>"
 MIN_BYTES_PER_REQUEST = 64.0
@@ -230,13 +227,3 @@ def native_to_dict(window: NativeWindow) -> dict[str, Any]:
         ],
     }
 
-
-def native_wanted(report: Report) -> bool:
-    """Whether a run's report calls for a native window: a native-leak verdict, or a top suspect
-    whose retention is `raw` (a buffer C code took from Python's allocators and never freed: the
-    kind issue 16's retention search tells; absent on reports without it)."""
-    if report.verdict.kind == "native-leak":
-        return True
-    return any(
-        getattr(s.retention, "kind", None) == "raw" for s in report.suspects[:3] if s.retention is not None
-    )

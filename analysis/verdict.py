@@ -21,15 +21,11 @@ carries a confidence in 0..1; the rules are tried in this order:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from analysis.driven import DrivenGrowth
+from analysis.model import Suspect, Verdict
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend
-
-if TYPE_CHECKING:
-    from analysis.report import Suspect, Verdict
-
 
 # Where a native-leak verdict ends when no native window ran; a window's findings replace it
 # (analysis/report.py).
@@ -59,8 +55,6 @@ def decide(
     thresholds: Thresholds,
     rss_driven: DrivenGrowth | None = None,
 ) -> Verdict:
-    from analysis.report import Verdict
-
     limits = thresholds
     if snapshot_count < 2 or measured < limits.min_measured_requests:
         return Verdict(

@@ -11,12 +11,10 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import tracemalloc  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -28,6 +26,7 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 from memsoak.agent import tracing  # noqa: E402
 from memsoak.agent.middleware import LOOPBACK, Agent  # noqa: E402
 from memsoak.errors import MemsoakError  # noqa: E402
+from memsoak.hosting import listen, load_app  # noqa: E402
 
 # Measured (bench/overhead.py, README "Performance"): wrk's req/s against the fixed seed app falls
 # from 0.19-0.35x of untraced at 1 frame to 0.09x at 10 and 0.06x at 25. 10 is kept because a
@@ -41,36 +40,6 @@ def parse_bind(bind: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise MemsoakError(f"--bind must be HOST:PORT, got {bind!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def load_app(spec: str, app_dir: str | None) -> Any:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise MemsoakError(f"--app must be MODULE:ATTR, got {spec!r}")
-    if app_dir:
-        sys.path.insert(0, os.path.abspath(app_dir))
-    elif "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import-time failure is the app's, reported in one line
-        raise MemsoakError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
-    app = getattr(module, attr, None)
-    if not callable(app):
-        raise MemsoakError(f"{module_name!r} has no WSGI callable named {attr!r}")
-    return app
-
-
-def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family, backlog=1024)
-    except OSError as exc:
-        raise MemsoakError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    # Accepted sockets inherit this. Without it keep-alive clients stall ~40 ms per response
-    # (Nagle against delayed ACK): 223 req/s instead of 7,900 (DESIGN.md, measured facts).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def serve(

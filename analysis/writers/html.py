@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from analysis.call_paths import origin
+from analysis.model import Suspect
 from analysis.native import site_summary
-from analysis.report import Report, Suspect
+from analysis.report import Report
 from analysis.trend import Trend
 from analysis.units import human_bytes
 from analysis.writers.svg_chart import Series, line_chart

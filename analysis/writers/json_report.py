@@ -6,10 +6,9 @@ import json
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from analysis.model import Frame
+from analysis.model import Frame, RetentionPath, Suspect
 from analysis.native import native_to_dict
-from analysis.report import Report, Suspect
-from analysis.retention import RetentionPath
+from analysis.report import Report
 from analysis.trend import Trend
 
 FORMAT = "json"

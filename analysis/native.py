@@ -226,4 +226,3 @@ def native_to_dict(window: NativeWindow) -> dict[str, Any]:
             for s in window.sites
         ],
     }
-

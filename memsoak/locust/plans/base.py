@@ -28,10 +28,11 @@ quits after the last one (or at once, when there are none). A window is a `Windo
                     the session's RunData); also called at test stop for a window cut short
 
 The call-path window (plans/call_paths.py: watch the call paths to the suspects' lines, deeper
-than the series was traced) is one; a native window (memray over K requests) is another: add its
-module and return it from the `windows` of the plans that want it. While a window runs the
-RSS sampler is off (its readings would count the window as measured) and the retention search
-has already started, in a child of the target.
+than the series was traced) is one; the native window (plans/native.py: memray over K requests
+after a native-leak verdict) is another. While a window runs the RSS sampler is off (its
+readings would count the window as measured), the requests that fail count in no figure (a
+window whose requests keep failing ends the run early), and the retention search has already
+started, in a child of the target.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The default run: exactly N measured requests, with snapshots at evenly spaced checkpoints, the
-last at the end (taken at test stop, so a run ended any other way gets one too)."""
+last at the end (taken at test stop, so a run ended any other way gets one too; or at the end of
+the budget when a native window may follow, plans/native.py)."""
 
 from __future__ import annotations
 

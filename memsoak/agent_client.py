@@ -78,6 +78,11 @@ class AgentClient:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout
+        self._closed: str | None = None
+
+    def close(self, reason: str) -> None:
+        """Send nothing more: every call from now on fails at once, with `reason`."""
+        self._closed = reason
 
     def _call(
         self,
@@ -88,6 +93,8 @@ class AgentClient:
     ) -> bytes:
         """The response body, retrying while the agent rate-limits (HTTP 429), within the timeout.
         `on_headers` runs once a successful response's headers are in, before its body is read."""
+        if self._closed is not None:
+            raise AgentUnreachable(f"no more requests to the agent: {self._closed}")
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -60,6 +60,7 @@ class RunOptions:
     fail_on_regression: bool = False
     until_confident: bool = False
     watch: bool = False
+    native_window: int | None = None  # None: the plugin's default
     verdict_args: tuple[tuple[str, str], ...] = ()  # (Locust option without --memsoak-, value)
 
     @property
@@ -136,6 +137,8 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command.append("--memsoak-until-confident")
     if options.watch:
         command.append("--memsoak-watch")
+    if options.native_window is not None:
+        command += ["--memsoak-native-window", str(options.native_window)]
     for option, value in options.verdict_args:
         command += [f"--memsoak-{option}", value]
     return command

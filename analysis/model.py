@@ -110,6 +110,8 @@ class RunData:
     # The agent's answer on the call paths reaching the suspects' lines, when the series was
     # traced one frame deep (analysis.call_paths reads it).
     call_paths: dict[str, object] = field(default_factory=dict)
+    # The agent's answer for the native window (memray, analysis.native reads it), when one ran.
+    native: dict[str, object] = field(default_factory=dict)
 
 
 RetentionKind = Literal["reachable", "unreachable", "raw", "unknown"]

@@ -74,6 +74,7 @@ class RunDir:
             "events": run.events,
             "retention": run.retention,
             "call_paths": run.call_paths,
+            "native": run.native,
         }
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
@@ -204,6 +205,9 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
     call_paths = state.get("call_paths", {})
     if isinstance(call_paths, dict):  # read leniently too (analysis.call_paths)
         run.call_paths = call_paths
+    native = state.get("native", {})
+    if isinstance(native, dict):  # read leniently too (analysis.native)
+        run.native = native
     return run, status if isinstance(status, str) else "unknown"
 
 

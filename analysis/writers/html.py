@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from analysis.call_paths import origin
 from analysis.model import Suspect
+from analysis.native import site_summary
 from analysis.report import Report
 from analysis.trend import Trend
 from analysis.units import human_bytes
@@ -144,6 +145,8 @@ def context(report: Report) -> dict[str, Any]:
         "suspects": [_suspect_row(i, s) for i, s in enumerate(report.suspects)],
         "parameters": sorted(report.parameters.items()),
         "locust_stats": _stats_rows(report.locust_stats),
+        "native": report.native,
+        "native_sites": [(site_summary(s), s) for s in report.native.sites] if report.native else [],
         "workers_rss": (
             sum(row.rss_start for row in report.workers),
             sum(row.rss_end for row in report.workers),

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from analysis.model import Frame, RetentionPath, Suspect
+from analysis.native import native_to_dict
 from analysis.report import Report
 from analysis.trend import Trend
 
@@ -115,6 +116,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         # Per process of a multi-worker target; "suspects": the top merged suspects in that
         # process ({file, line, rank, size_diff, bytes_per_request, share}).
         "workers": [asdict(w) for w in report.workers],
+        **({"native": native_to_dict(report.native)} if report.native is not None else {}),
     }
 
 

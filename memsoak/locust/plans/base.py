@@ -28,10 +28,11 @@ quits after the last one (or at once, when there are none). A window is a `Windo
                     the session's RunData); also called at test stop for a window cut short
 
 The call-path window (plans/call_paths.py: watch the call paths to the suspects' lines, deeper
-than the series was traced) is one; a native window (memray over K requests) is another: add its
-module and return it from the `windows` of the plans that want it. While a window runs the
-RSS sampler is off (its readings would count the window as measured) and the retention search
-has already started, in a child of the target.
+than the series was traced) is one; the native window (plans/native.py: memray over K requests
+after a native-leak verdict) is another. While a window runs the RSS sampler is off (its
+readings would count the window as measured), the requests that fail count in no figure (a
+window whose requests keep failing ends the run early), and the retention search has already
+started, in a child of the target.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from memsoak.locust.session import Session
 # growth of the measured run (measured: 66 KB/request reported for the seed's 40 KB). A list
 # reallocates every 1/8 of its size, so a quarter of the warm-up gets it traced in time.
 TRACE_IN_SHARE = 4
+# Requests failing in a window before it ends early: the target has gone (killed, say).
+WINDOW_MAX_FAILURES = 20
 
 
 class Window:
@@ -79,6 +82,7 @@ class Plan:
         self._window_started = 0
         self._window_end: int | None = None
         self._series_report: Report | None = None  # what the windows are about
+        self._window_failures = 0
 
     # -- what the plugin asks ----------------------------------------------------------------
 
@@ -125,6 +129,33 @@ class Plan:
             self._window.close(window)
             self._window = None
         return self.series_end, window
+
+    def window_request_failed(self) -> bool:
+        """A request failed. True when it came after the series (a window's, or one in flight as a
+        window ended), which counts in no figure; a window whose requests keep failing is to end
+        early (`end_window_early`) once `window_failing` says so."""
+        if self.series_end is None:
+            return False
+        self._window_failures += 1
+        return True
+
+    @property
+    def window_failing(self) -> bool:
+        return self._window_failures == WINDOW_MAX_FAILURES
+
+    def end_window_early(self) -> None:
+        """Close the open window with what it saw and end the run (not from a request listener:
+        in a greenlet of its own)."""
+        window, self._window = self._window, None
+        if window is None:
+            return
+        session = self.session
+        seen = (session.gate.completed if session.gate else 0) - self.settings.warmup - self._window_started
+        session.event(f"window cut short: {self._window_failures} of its requests failed")
+        window.close(max(0, seen - session.offset))
+        self._window_end = None
+        self._windows = []
+        session.quit()
 
     def complete(self, measured_in_all: int) -> bool:
         """Whether the run went its whole course (a run cut short is no baseline for the history's

@@ -16,6 +16,7 @@ from analysis.report import Report
 from analysis.sequential import CALL_PATH_WINDOW, SHALLOW_MIN_CAP, confident_checkpoints, series_cap
 from memsoak.locust.plans.base import Plan, Window
 from memsoak.locust.plans.call_paths import CallPathWindow
+from memsoak.locust.plans.native import NativeWindow
 
 
 class UntilConfident(Plan):
@@ -58,6 +59,7 @@ class UntilConfident(Plan):
         )
 
     def windows(self, report: Report) -> list[Window]:
+        native: list[Window] = [NativeWindow(self.session)]  # it opens only when the verdict asks
         if self.paths_depth is None or not report.suspects:
-            return []
-        return [CallPathWindow(self.session, self.paths_depth)]
+            return native
+        return [CallPathWindow(self.session, self.paths_depth), *native]

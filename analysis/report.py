@@ -12,6 +12,7 @@ from analysis.call_paths import deepen
 from analysis.driven import driven_growth
 from analysis.model import (
     Checkpoint,
+    Phase,
     RequestCounts,
     RetentionPath,
     RunData,
@@ -59,6 +60,7 @@ class Report:
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+    phases: tuple[Phase, ...] = ()  # what ran, in order
 
 
 def worker_rows(first: Snapshot, last: Snapshot, suspects: tuple[Suspect, ...] = ()) -> tuple[WorkerRow, ...]:
@@ -156,6 +158,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
+        phases=tuple(run.phases),
     )
 
 

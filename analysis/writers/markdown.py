@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from analysis.call_paths import origin
+from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.units import human_bytes
 
@@ -84,6 +85,9 @@ def render(report: Report, file: TextIO) -> None:
         f"\nRequests: {requests.measured:,} measured, {requests.warmup:,} warm-up, "
         f"{requests.failed:,} failed.\n"
     )
+    ran = phases_line(report.phases)
+    if ran:
+        w(f"What ran: {ran}.\n")
     load = _load_line(report.locust_stats)
     if load:
         w(f"Load (Locust): {load}.\n")
@@ -102,7 +106,7 @@ def render(report: Report, file: TextIO) -> None:
         top = report.suspects[0]
         if top.retention is not None:
             w(f"\nWhat keeps the top suspect alive: {_cell(top.retention.summary)}\n")
-        source = origin(top.paths_seen)
+        source = origin(top.paths_seen, top.path_kept)
         w(f"\nTraceback of the top suspect (innermost last){f'; {source}' if source else ''}:\n\n```\n")
         for frame in top.traceback:
             w(f'  File "{frame.file}", line {frame.line}, in {frame.function}\n')

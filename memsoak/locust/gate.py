@@ -62,9 +62,10 @@ class RequestGate:
 
     def acquire(self) -> None:
         while True:
-            if self.closed or (not self.open_ended and self.issued >= self._boundaries[-1]):
-                raise BudgetSpent()
             pending = self._next < len(self._boundaries)
+            # While the last boundary's action runs the budget may still grow (`end_at`): wait.
+            if self.closed or (not self.open_ended and not pending and self.issued >= self._boundaries[-1]):
+                raise BudgetSpent()
             if self._open.is_set() and (
                 (pending and self.issued < self._boundaries[self._next]) or (not pending and self.open_ended)
             ):

@@ -50,9 +50,10 @@ def test_seed_leak_reproduces_the_write_up(memsoak, tmp_path: Path) -> None:
         ("watching the call paths", 100, 10),
     ]
     assert report["parameters"]["frames"] == 1 and report["requests"]["window"] == 100
-    assert "What ran: 200 warm-up requests, untraced; 10,000 measured, traced 1 frame deep" in (
-        out / "report.md"
-    ).read_text()
+    assert (
+        "What ran: 200 warm-up requests, untraced; 10,000 measured, traced 1 frame deep"
+        in (out / "report.md").read_text()
+    )
 
 
 def test_seed_fixed_is_not_a_leak(memsoak, tmp_path: Path) -> None:

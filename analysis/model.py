@@ -121,6 +121,8 @@ class RunData:
     # traced one frame deep (analysis.call_paths reads it).
     call_paths: dict[str, object] = field(default_factory=dict)
     phases: list[Phase] = field(default_factory=list)  # what ran, in order
+    # The agent's answer for the native window (memray, analysis.native reads it), when one ran.
+    native: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

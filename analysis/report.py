@@ -24,11 +24,12 @@ from analysis.model import (
     WorkerRow,
     WorkerSuspect,
 )
+from analysis.native import NativeWindow, explain, read_native
 from analysis.retention import read_retention, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend, memory_trend
-from analysis.verdict import decide
+from analysis.verdict import NATIVE_HINT, decide
 
 __all__ = [
     "Checkpoint",
@@ -61,6 +62,7 @@ class Report:
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
     phases: tuple[Phase, ...] = ()  # what ran, in order
+    native: NativeWindow | None = None  # the native window's sites, when one ran
 
 
 def worker_rows(first: Snapshot, last: Snapshot, suspects: tuple[Suspect, ...] = ()) -> tuple[WorkerRow, ...]:
@@ -145,6 +147,10 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         thresholds=limits,
         rss_driven=driven_growth([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes"),
     )
+    native = read_native(run.native, rss.per_request) if run.native else None
+    if native is not None and verdict.kind == "native-leak":
+        # What the window found stands where the verdict would send the user to another tool.
+        verdict = replace(verdict, explanation=verdict.explanation.replace(NATIVE_HINT, explain(native)))
     return Report(
         verdict=verdict,
         requests=run.requests,
@@ -159,6 +165,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
         phases=tuple(run.phases),
+        native=native,
     )
 
 

@@ -75,6 +75,7 @@ class RunDir:
             "retention": run.retention,
             "call_paths": run.call_paths,
             "phases": [asdict(p) for p in run.phases],
+            "native": run.native,
         }
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
@@ -206,6 +207,9 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
     if isinstance(call_paths, dict):  # read leniently too (analysis.call_paths)
         run.call_paths = call_paths
     run.phases = _phases(state.get("phases", []))
+    native = state.get("native", {})
+    if isinstance(native, dict):  # read leniently too (analysis.native)
+        run.native = native
     return run, status if isinstance(status, str) else "unknown"
 
 

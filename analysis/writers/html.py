@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from analysis.call_paths import origin
 from analysis.model import Suspect
+from analysis.native import site_summary
 from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.trend import Trend
@@ -144,6 +145,8 @@ def context(report: Report) -> dict[str, Any]:
         "parameters": sorted(report.parameters.items()),
         "phases": phases_line(report.phases),
         "locust_stats": _stats_rows(report.locust_stats),
+        "native": report.native,
+        "native_sites": [(site_summary(s), s) for s in report.native.sites] if report.native else [],
         "workers_rss": (
             sum(row.rss_start for row in report.workers),
             sum(row.rss_end for row in report.workers),

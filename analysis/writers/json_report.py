@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from analysis.model import Frame, RetentionPath, Suspect
+from analysis.native import native_to_dict
 from analysis.report import Report
 from analysis.trend import Trend
 
@@ -107,6 +108,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "workers": [asdict(w) for w in report.workers],
         # What ran, in order: {name, requests, frames (0: untraced), took}.
         "phases": [asdict(p) for p in report.phases],
+        **({"native": native_to_dict(report.native)} if report.native is not None else {}),
     }
 
 

@@ -62,10 +62,12 @@ class RequestGate:
 
     def acquire(self) -> None:
         while True:
-            pending = self._next < len(self._boundaries)
-            # While the last boundary's action runs the budget may still grow (`end_at`): wait.
-            if self.closed or (not self.open_ended and not pending and self.issued >= self._boundaries[-1]):
+            # Spent once the last boundary's action is over: until then it may still move the end
+            # (`end_at`, a window after the budget), and the users must be there to go on.
+            spent = self.issued >= self._boundaries[-1] and self._next >= len(self._boundaries)
+            if self.closed or (not self.open_ended and spent):
                 raise BudgetSpent()
+            pending = self._next < len(self._boundaries)
             if self._open.is_set() and (
                 (pending and self.issued < self._boundaries[self._next]) or (not pending and self.open_ended)
             ):

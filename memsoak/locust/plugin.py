@@ -168,8 +168,12 @@ class MemsoakPlugin:
             self._finishing.set()
 
     def _on_request(self, exception: Any = None, **_: Any) -> None:
-        if exception is not None and self.session.measuring_since is not None:
+        if exception is None or self.session.measuring_since is None:
+            return
+        if not self.plan.window_request_failed():
             self.session.failed_measured += 1
+        elif self.plan.window_failing:
+            gevent.spawn(self.plan.end_window_early)
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         session = self.session

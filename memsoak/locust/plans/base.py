@@ -38,10 +38,13 @@ for. It quits after the last one, or at once when there is none. A window is a s
                     the session's RunData); it also runs for a window cut short at test stop
     phase(seen)     its line in the report's phases
 
-A native window (memray over K requests, say) is one more module: a `Window` subclass, returned
-from `windows` by the plans that want it. While windows run the RSS sampler is off, since its
-readings would count the windows as measured, and the retention search has already started, in
-a forked child of the target.
+The windows are the call paths (plans/call_paths.py), which of several paths keeps the memory
+(plans/kept_paths.py) and the native window (plans/native.py: memray over K requests after a
+native-leak verdict). Another is one more module, a `Window` subclass, returned from `windows`
+by the plans that want it. While windows run the RSS sampler is off, since its readings would
+count the windows as measured. The requests that fail count in no figure, and a window whose
+requests keep failing ends the run early. The retention search has already started, in a
+forked child of the target.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from analysis.sequential import settled
 from memsoak.locust.options import Settings
 from memsoak.locust.plans.call_paths import CallPathWindow
 from memsoak.locust.plans.kept_paths import KeptPathWindow
+from memsoak.locust.plans.native import NativeWindow
 from memsoak.locust.plans.window import Window
 from memsoak.locust.session import Session
 
@@ -63,6 +67,8 @@ from memsoak.locust.session import Session
 # growth of the measured run (measured: 66 KB/request reported for the seed's 40 KB). A list
 # reallocates every 1/8 of its size, so a quarter of the warm-up gets it traced in time.
 TRACE_IN_SHARE = 4
+# Requests failing in a window before it ends early: the target has gone (killed, say).
+WINDOW_MAX_FAILURES = 20
 
 
 class Plan:
@@ -81,6 +87,7 @@ class Plan:
         self._window_end: int | None = None
         self._windows_done: list[Phase] = []
         self._series_report: Report | None = None  # what the windows are about
+        self._window_failures = 0
 
     # -- what the plugin asks ----------------------------------------------------------------
 
@@ -125,6 +132,33 @@ class Plan:
         if self._window is not None:
             self._close_window(measured, last=True)
         return self.series_end, measured - self.series_end
+
+    def window_request_failed(self) -> bool:
+        """A request failed. True when it came after the series (a window's, or one in flight as a
+        window ended), which counts in no figure; a window whose requests keep failing is to end
+        early (`end_window_early`) once `window_failing` says so."""
+        if self.series_end is None:
+            return False
+        self._window_failures += 1
+        return True
+
+    @property
+    def window_failing(self) -> bool:
+        return self._window_failures == WINDOW_MAX_FAILURES
+
+    def end_window_early(self) -> None:
+        """Close the open window with what it saw and end the run (not from a request listener:
+        in a greenlet of its own)."""
+        window, self._window = self._window, None
+        if window is None:
+            return
+        session = self.session
+        seen = (session.gate.completed if session.gate else 0) - self.settings.warmup - self._window_started
+        session.event(f"window cut short: {self._window_failures} of its requests failed")
+        window.close(max(0, seen - session.offset))
+        self._window_end = None
+        self._windows = []
+        session.quit()
 
     def complete(self, measured_in_all: int) -> bool:
         """Whether the run went its whole course (a run cut short is no baseline for the history's
@@ -195,12 +229,15 @@ class Plan:
     def windows(self, report: Report) -> list[Window]:
         """The windows to run after the series, given the report it ended with: for a series
         traced shallow with suspects, the suspects' call paths, then, for lines several paths
-        reach, which one keeps the memory."""
+        reach, which one keeps the memory; and the native window, which opens only when the
+        verdict asks for it."""
+        native: list[Window] = [NativeWindow(self.session)]
         if self.paths_depth is None or not report.suspects:
-            return []
+            return native
         return [
             CallPathWindow(self.session, self.paths_depth),
             KeptPathWindow(self.session, self.paths_depth),
+            *native,
         ]
 
     def window_room(self, measured: int) -> int | None:
@@ -229,7 +266,7 @@ class Plan:
         used = measured - self.series_end
         while self._windows and self._series_report is not None:
             window = self._windows.pop(0)
-            if room is not None and used + window.requests > room:
+            if window.optional and room is not None and used + window.requests > room:
                 continue
             opened = window.open(self._series_report)
             if opened is None:

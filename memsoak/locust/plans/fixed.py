@@ -4,7 +4,7 @@ Unless `--frames` forces a depth, the series is traced one frame deep (the cheap
 last snapshot is taken at the N-th request, and the windows after it deepen the suspects'
 tracebacks (plans/base.py): their requests come after the N. Otherwise, or when the gate cannot
 move its end (a distributed master), the last snapshot is taken at test stop, so a run ended any
-other way gets one too.
+other way gets one too; unless a native window may follow (plans/native.py).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ class FixedCount(Plan):
         session = self.session
         if measured < self.settings.requests:
             session.snapshot(measured, "checkpoint", resume_load=True)
-        elif self.paths_depth is None:
+        elif session.can_move_end and (self.paths_depth is not None or self.settings.native_window > 0):
+            # Windows may follow: the final snapshot now, with the load held (test stop then has
+            # it), so the verdict that decides on them is the run's own.
+            if session.snapshot(measured, "final"):
+                self.end_series(measured, session.report_so_far(measured)[0])
+        else:
             session.quit()  # the session spawns the quit: never from this greenlet's caller chain
-        elif session.snapshot(measured, "final"):  # with the load held: the windows may follow
-            report, _ = session.report_so_far(measured)
-            self.end_series(measured, report)

@@ -25,6 +25,7 @@ KEPT_PATH_WINDOW = 100
 class KeptPathWindow(Window):
     requests = KEPT_PATH_WINDOW
     name = "telling the call paths apart"
+    optional = True
 
     def open(self, report: Report) -> str | None:
         session = self.session

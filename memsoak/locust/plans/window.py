@@ -11,8 +11,9 @@ from memsoak.locust.session import Session
 class Window:
     requests = 100
     name = "window"  # the phase's name in the report: "{requests} {name}, traced N frames deep"
+    optional = False  # skipped when a plan's cap leaves no room for it (`Plan.window_room`)
 
-    def __init__(self, session: Session, depth: int) -> None:
+    def __init__(self, session: Session, depth: int = 0) -> None:
         self.session = session
         self.depth = depth  # how deep the window looks
         self.took = ""  # what it took, for the report's phases; set by `close`

@@ -24,6 +24,8 @@ def native_wanted(report: Report) -> bool:
 
 
 class NativeWindow(Window):
+    name = "recorded with memray (the native window)"
+
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.requests = session.settings.native_window

@@ -22,7 +22,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from memsoak.agent import forked
 from memsoak.agent_client import AgentClient
 from memsoak.target import TargetProcess
 from tests.conftest import REPO
@@ -71,7 +70,7 @@ class Marks:
                 pass
 
 
-def _wait_until(what: Callable[[], bool], bound_s: float, why: Callable[[], str]) -> None:
+def wait_until(what: Callable[[], bool], bound_s: float, why: Callable[[], str]) -> None:
     deadline = time.monotonic() + bound_s
     while not what():
         if time.monotonic() > deadline:
@@ -79,21 +78,21 @@ def _wait_until(what: Callable[[], bool], bound_s: float, why: Callable[[], str]
         time.sleep(0.05)
 
 
-def _alive(process: psutil.Process) -> bool:
+def alive(process: psutil.Process) -> bool:
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
 
-def _kill(processes: list[psutil.Process]) -> None:
+def kill_all(processes: list[psutil.Process]) -> None:
     """Only after a failure: what the test started and should have ended by itself."""
     for process in processes:
-        if _alive(process):
+        if alive(process):
             process.kill()
 
 
-def _describe(processes: list[psutil.Process]) -> str:
+def describe(processes: list[psutil.Process]) -> str:
     lines = []
     for process in processes:
         try:
@@ -132,25 +131,25 @@ class Conducted:
     def kill_mid_run(self, expected: int, before: Callable[[], object] = lambda: None) -> None:
         """At its first checkpoint, SIGKILL to `memsoak run` alone, right after `before()`.
         `expected`: how many processes the run is made of (`memsoak run` included)."""
-        _wait_until(lambda: self.checkpoints() >= 1, START_BOUND_S, lambda: "no checkpoint came")
+        wait_until(lambda: self.checkpoints() >= 1, START_BOUND_S, lambda: "no checkpoint came")
         conductor = psutil.Process(self.process.pid)
         family = [conductor, *conductor.children(recursive=True)]
         self.marks.learn_ports(family)
         found = self.marks.processes()
         # The marks find every process of the run (a forked snapshot child may have ended
         # meanwhile): the test cannot pass by seeing none of them.
-        missed = [p for p in family if p.pid not in {f.pid for f in found} and _alive(p)]
-        assert not missed, _describe(missed)
-        assert len(found) >= expected, _describe(found)
+        missed = [p for p in family if p.pid not in {f.pid for f in found} and alive(p)]
+        assert not missed, describe(missed)
+        assert len(found) >= expected, describe(found)
         before()
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     def assert_nothing_left(self) -> None:
-        _wait_until(
+        wait_until(
             lambda: not self.marks.processes(),
             GONE_WITHIN_S,
-            lambda: f"left after {GONE_WITHIN_S:g} s: {_describe(self.marks.processes())}",
+            lambda: f"left after {GONE_WITHIN_S:g} s: {describe(self.marks.processes())}",
         )
 
     def assert_renders(self) -> None:
@@ -162,7 +161,7 @@ class Conducted:
         assert "verdict" in result.stdout
 
     def cleanup(self) -> None:
-        _kill(self.marks.processes())
+        kill_all(self.marks.processes())
 
 
 @pytest.fixture
@@ -332,7 +331,7 @@ def test_locust_notices_by_itself_that_its_conductor_is_gone(
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
-        _wait_until(
+        wait_until(
             lambda: any((out / "snapshots").glob("*-checkpoint.json")),
             START_BOUND_S,
             lambda: log.read_text() if log.exists() else "Locust said nothing",
@@ -341,85 +340,18 @@ def test_locust_notices_by_itself_that_its_conductor_is_gone(
         assert len(children) == 1
         shim.kill()
         shim.wait()
-        _wait_until(
-            lambda: not _alive(children[0]),
+        wait_until(
+            lambda: not alive(children[0]),
             GONE_WITHIN_S,
             lambda: f"Locust still running: {log.read_text()[-2000:]}",
         )
     finally:
         shim.kill()
         shim.wait()
-        _kill(children)
+        kill_all(children)
     text = log.read_text()
     assert GONE_LINE in text
     assert "memsoak-summary" in text or "verdict" in text, text[-2000:]  # the partial reports: said there
-
-
-@pytest.mark.parametrize("server", ["gunicorn", "gevent"])
-def test_target_workers_end_with_a_target_killed_outright(
-    start_target: Callable[..., TargetProcess], server: str
-) -> None:
-    """A multi-worker target's parent stops its workers as it stops; killed outright, it cannot,
-    and its workers end all the same."""
-    target = start_target(SLOW, app_dir=str(REPO), extra_args=("--server", server, "--workers", "2"))
-    workers = psutil.Process(target.pid).children()
-    assert len(workers) == 2
-    os.kill(target.pid, signal.SIGKILL)
-    target.process.wait()
-    try:
-        _wait_until(
-            lambda: not any(map(_alive, workers)), GONE_WITHIN_S, lambda: f"left: {_describe(workers)}"
-        )
-    finally:
-        _kill(workers)
-
-
-HELD_CHILD = """
-import os, sys, time, tracemalloc
-from memsoak.agent import forked, retention, tracing
-
-never_written, _ = os.pipe()
-
-def held(*args, **kwargs):
-    os.read(never_written, 1)  # the child waits here for ever
-
-tracemalloc.start(1)
-if sys.argv[1] == "snapshot":
-    tracing.snapshot_document = held
-    work = forked.ForkedSnapshot(0, 1 << 20)
-else:
-    retention.find_retention = held
-    work = forked.ForkedRetention([], 1.0)
-print("forked", flush=True)
-time.sleep(600)
-"""
-
-
-@pytest.mark.skipif(not forked.available(), reason="forked snapshots are Linux only")
-@pytest.mark.parametrize("kind", ["snapshot", "retention"])
-def test_a_forked_child_ends_with_a_target_killed_outright(tmp_path: Path, kind: str) -> None:
-    """The target ends its child once the answer is in (or the client gone); a target killed
-    outright never gets there, and the child, still working, ends with it."""
-    target = subprocess.Popen(
-        [sys.executable, "-c", HELD_CHILD, kind],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert target.stdout is not None
-    children: list[psutil.Process] = []
-    try:
-        assert target.stdout.readline() == "forked\n"
-        children = psutil.Process(target.pid).children()
-        assert len(children) == 1 and _alive(children[0])
-        target.kill()
-        target.wait()
-        _wait_until(
-            lambda: not _alive(children[0]), GONE_WITHIN_S, lambda: f"the {kind} child outlived its target"
-        )
-    finally:
-        _kill(children)
-        target.kill()
-        target.wait()
-        target.stdout.close()
 
 
 def test_a_locust_started_by_hand_stops_when_its_target_is_gone(
@@ -441,14 +373,14 @@ def test_a_locust_started_by_hand_stops_when_its_target_is_gone(
     with open(log, "wb") as file:
         locust = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=file, stderr=subprocess.STDOUT)
     try:
-        _wait_until(
+        wait_until(
             lambda: any((out / "snapshots").glob("*-baseline.json")) or locust.poll() is not None,
             START_BOUND_S,
             lambda: log.read_text(),
         )
         os.kill(target.pid, signal.SIGKILL)
         # Three failed samples half a second apart, then the partial reports.
-        _wait_until(lambda: locust.poll() is not None, GONE_WITHIN_S, lambda: log.read_text()[-2000:])
+        wait_until(lambda: locust.poll() is not None, GONE_WITHIN_S, lambda: log.read_text()[-2000:])
     finally:
         locust.kill()
         locust.wait()

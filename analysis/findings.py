@@ -40,8 +40,17 @@ def _merge(group: list[Suspect], library_files: Sequence[str]) -> Suspect:
     if blamed is None and path.kind == "unreachable" and made:
         # The unreferenced object (a leaked traceback) is small and may not be a suspect
         # itself: it is still where the leak was made.
-        blamed = replace(top, file=made[-1].file, line=made[-1].line, code=made[-1].code, traceback=made,
-                         user_frame=user_frame(made, library_files), paths_seen=0)  # fmt: skip
+        inner = made[-1]
+        blamed = replace(
+            top,
+            file=inner.file,
+            line=inner.line,
+            code=inner.code,
+            traceback=made,
+            user_frame=user_frame(made, library_files),
+            paths_seen=0,
+            path_kept=False,
+        )
     blamed = blamed or top
     created = None if path.kind == "unknown" else _created_at(blamed.traceback, library_files)
     growth = tuple(sum(sizes) for sizes in zip(*(s.growth for s in group), strict=False))

@@ -91,6 +91,16 @@ class RequestCounts:
     window: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One stretch of a run, in order: the warm-up, the measured series, each window after it."""
+
+    name: str  # "warm-up", "series", "call paths", "kept paths", ...
+    requests: int
+    frames: int  # how deep it was traced; 0: untraced
+    took: str  # what it took, in a few words ("5 snapshots", "the call paths to 2 lines")
+
+
 @dataclass(slots=True)
 class RunData:
     """Everything a run gathered; the input of `analysis.report.build_report`.
@@ -110,6 +120,7 @@ class RunData:
     # The agent's answer on the call paths reaching the suspects' lines, when the series was
     # traced one frame deep (analysis.call_paths reads it).
     call_paths: dict[str, object] = field(default_factory=dict)
+    phases: list[Phase] = field(default_factory=list)  # what ran, in order
     # The agent's answer for the native window (memray, analysis.native reads it), when one ran.
     native: dict[str, object] = field(default_factory=dict)
 
@@ -205,9 +216,11 @@ class Suspect:
     grew_share: float = 0.0
     retention: RetentionPath | None = None  # what keeps it alive, when the agent found it
     # Distinct call paths seen reaching the line when `traceback` is one of them (the series was
-    # traced one frame deep, analysis/call_paths.py): over 1, the one shown is the most called,
-    # not necessarily the one keeping the memory. 0: the traceback is tracemalloc's own.
+    # traced one frame deep, analysis/call_paths.py): over 1, the one shown is the one whose
+    # allocations stayed alive when `path_kept`, else the most called. 0: the traceback is
+    # tracemalloc's own.
     paths_seen: int = 0
+    path_kept: bool = False
     # The sites one root keeps alive, this one's included, when they were merged into this finding
     # (analysis/findings.py); empty without a retention search.
     members: tuple[Member, ...] = ()

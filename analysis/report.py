@@ -13,6 +13,7 @@ from analysis.driven import driven_growth
 from analysis.findings import findings
 from analysis.model import (
     Checkpoint,
+    Phase,
     RequestCounts,
     RetentionPath,
     RunData,
@@ -61,6 +62,7 @@ class Report:
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+    phases: tuple[Phase, ...] = ()  # what ran, in order
     native: NativeWindow | None = None  # the native window's sites, when one ran
 
 
@@ -165,6 +167,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
+        phases=tuple(run.phases),
         native=native,
     )
 

@@ -137,6 +137,9 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command.append("--memsoak-until-confident")
     if options.watch:
         command.append("--memsoak-watch")
+    if options.frames:
+        # A depth asked for is the depth the series is traced at, not one frame and windows.
+        command += ["--memsoak-frames", str(options.frames)]
     if options.native_window is not None:
         command += ["--memsoak-native-window", str(options.native_window)]
     for option, value in options.verdict_args:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.model import RequestCounts, RunData, Sample, Snapshot
+from analysis.model import Phase, RequestCounts, RunData, Sample, Snapshot
 from analysis.snapshot_io import SnapshotFormatError, loads_snapshot, snapshot_from_dict
 from analysis.thresholds import Thresholds
 from memsoak.atomic import atomic_text, write_atomic
@@ -74,6 +74,7 @@ class RunDir:
             "events": run.events,
             "retention": run.retention,
             "call_paths": run.call_paths,
+            "phases": [asdict(p) for p in run.phases],
             "native": run.native,
         }
         with atomic_text(self.path / RUN_FILE) as file:
@@ -205,10 +206,23 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
     call_paths = state.get("call_paths", {})
     if isinstance(call_paths, dict):  # read leniently too (analysis.call_paths)
         run.call_paths = call_paths
+    run.phases = _phases(state.get("phases", []))
     native = state.get("native", {})
     if isinstance(native, dict):  # read leniently too (analysis.native)
         run.native = native
     return run, status if isinstance(status, str) else "unknown"
+
+
+def _phases(raw: Any) -> list[Phase]:
+    """What ran, as run.json says; an entry that is not one is dropped (it only describes)."""
+    phases = []
+    for doc in raw if isinstance(raw, list) else []:
+        if not isinstance(doc, dict):
+            continue
+        name, requests, frames, took = (doc.get(k) for k in ("name", "requests", "frames", "took"))
+        if isinstance(name, str) and type(requests) is int and type(frames) is int and isinstance(took, str):
+            phases.append(Phase(name, requests, frames, took))
+    return phases
 
 
 def render_run(

@@ -40,6 +40,7 @@ def _suspect(suspect: Suspect) -> dict[str, Any]:
         "traceback": [_frame(f) for f in suspect.traceback],
         "user_frame": _frame(suspect.user_frame) if suspect.user_frame else None,
         "paths_seen": suspect.paths_seen,
+        "path_kept": suspect.path_kept,
         "growth": list(suspect.growth),
         "steady": suspect.steady,
         "fit": {
@@ -116,6 +117,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         # Per process of a multi-worker target; "suspects": the top merged suspects in that
         # process ({file, line, rank, size_diff, bytes_per_request, share}).
         "workers": [asdict(w) for w in report.workers],
+        # What ran, in order: {name, requests, frames (0: untraced), took}.
+        "phases": [asdict(p) for p in report.phases],
         **({"native": native_to_dict(report.native)} if report.native is not None else {}),
     }
 

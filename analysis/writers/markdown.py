@@ -9,6 +9,7 @@ from typing import TextIO
 from analysis.call_paths import origin
 from analysis.model import Suspect
 from analysis.native import site_summary
+from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.units import human_bytes
 
@@ -111,6 +112,9 @@ def render(report: Report, file: TextIO) -> None:
         f"\nRequests: {requests.measured:,} measured, {requests.warmup:,} warm-up, "
         f"{requests.failed:,} failed.\n"
     )
+    ran = phases_line(report.phases)
+    if ran:
+        w(f"What ran: {ran}.\n")
     load = _load_line(report.locust_stats)
     if load:
         w(f"Load (Locust): {load}.\n")
@@ -134,7 +138,7 @@ def render(report: Report, file: TextIO) -> None:
                 w(f"\nSites this root keeps ({len(top.members)}):\n\n")
                 for m in top.members:
                     w(f"- `{m.file}:{m.line}` {m.bytes_per_request:,.1f} B/request\n")
-        source = origin(top.paths_seen)
+        source = origin(top.paths_seen, top.path_kept)
         w(f"\nTraceback of the top suspect (innermost last){f'; {source}' if source else ''}:\n\n```\n")
         for frame in top.traceback:
             w(f'  File "{frame.file}", line {frame.line}, in {frame.function}\n')

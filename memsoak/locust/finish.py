@@ -52,6 +52,7 @@ def finish(
         window=window,
     )
     data.locust_stats = locust_stats
+    data.phases = plan.phases(data.requests.warmup, measured)
     report = _report(session)
     report = plan.conclude(report)
     session.restore_tracing()

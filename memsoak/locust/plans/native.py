@@ -7,7 +7,7 @@ from __future__ import annotations
 from analysis.native import read_native
 from analysis.report import Report
 from memsoak.agent_client import AgentError, AgentTimeout, AgentUnreachable
-from memsoak.locust.plans.base import Window
+from memsoak.locust.plans.window import Window
 from memsoak.locust.session import Session
 
 # memray's tracker stops by itself after this, should nobody close the window.
@@ -24,6 +24,8 @@ def native_wanted(report: Report) -> bool:
 
 
 class NativeWindow(Window):
+    name = "recorded with memray (the native window)"
+
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.requests = session.settings.native_window

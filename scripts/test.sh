@@ -23,6 +23,9 @@ if [ "${MEMSOAK_LATEST:-0}" = 1 ]; then
   "$VENV/bin/python" -m pip freeze --exclude-editable > "$VENV/resolved.txt"
   echo "memsoak: the newest releases resolved to $VENV/resolved.txt (diff it against requirements/lock.txt)" >&2
 fi
+# The corpus' pinned releases of leaking packages (tests/corpus-releases.txt), each in a directory
+# of its own beside the venv's site-packages: two releases of one package cannot share it.
+"$VENV/bin/python" -m targets.releases > /dev/null
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy"
 exec "$VENV/bin/python" -m pytest "$@"

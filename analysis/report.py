@@ -7,7 +7,7 @@ from typing import Literal
 
 from analysis.call_paths import deepen
 from analysis.driven import driven_growth
-from analysis.model import Frame, RequestCounts, RunData, Sample, Snapshot
+from analysis.model import Frame, RequestCounts, RequestFailure, RunData, Sample, Snapshot
 from analysis.retention import RetentionPath, read_retention, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
@@ -108,6 +108,8 @@ class Report:
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+    failures: tuple[RequestFailure, ...] = ()  # the first failed measured requests
+    target_errors: tuple[str, ...] = ()  # the last exception lines of the target's log
 
 
 def worker_rows(first: Snapshot, last: Snapshot, suspects: tuple[Suspect, ...] = ()) -> tuple[WorkerRow, ...]:
@@ -191,6 +193,9 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         tracemalloc_overhead_growth=overhead,
         thresholds=limits,
         rss_driven=driven_growth([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes"),
+        failed=run.requests.failed,
+        failures=run.failures,
+        target_errors=run.target_errors,
     )
     return Report(
         verdict=verdict,
@@ -205,6 +210,8 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
+        failures=tuple(run.failures),
+        target_errors=tuple(run.target_errors),
     )
 
 

@@ -187,6 +187,7 @@ def _drive_locust(
     command = locust_command(options, url)
     if target is not None:
         command += ["--memsoak-agent-wait", f"{START_TIMEOUT_S:g}"]
+        command += ["--memsoak-target-log", str(target.log_path)]
     workers: list[subprocess.Popen[bytes]] = []
     if options.workers:
         port = free_port()
@@ -280,7 +281,9 @@ def _failure_event(out: Path) -> str:
         events = RunDir(out).load()[0].events
     except MemsoakError:
         events = []
-    failures = [e for e in events if "target failed at" in e or "load failed at" in e]
+    failures = [
+        e for e in events if "target failed at" in e or "load failed at" in e or "requests failed at" in e
+    ]
     if not failures:
         return "the target failed"
     return failures[0].split(" ", 1)[1]  # without the HH:MM:SS prefix: it says the time itself

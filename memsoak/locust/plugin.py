@@ -31,10 +31,12 @@ from analysis.sequential import (
     settled,
 )
 from analysis.thresholds import Thresholds
+from analysis.verdict import QUOTED_FAILURES
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from analysis.writers import preload as preload_writers
 from memsoak.agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable
 from memsoak.errors import MemsoakError
+from memsoak.failures import exception_lines, request_failure
 from memsoak.history import History, HistoryError, suspect_summaries
 from memsoak.locust.gate import RequestGate, checkpoint_boundaries
 from memsoak.locust.options import Settings
@@ -217,9 +219,15 @@ class MemsoakPlugin:
         finally:
             self._finishing.set()
 
-    def _on_request(self, exception: Any = None, **_: Any) -> None:
+    def _on_request(
+        self, request_type: str = "", name: str = "", response: Any = None, exception: Any = None, **_: Any
+    ) -> None:
         if exception is not None and self._measuring_since is not None:
             self.failed_measured += 1
+            failure = request_failure(request_type, name, response, exception)
+            # The first distinct ones: a hundred copies of one 500 say no more than one.
+            if len(self.data.failures) < QUOTED_FAILURES and failure not in self.data.failures:
+                self.data.failures.append(failure)
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         gate = self.gate
@@ -275,6 +283,8 @@ class MemsoakPlugin:
             window=window,
         )
         self.data.locust_stats = self._load_stats(environment)
+        if self.failed_measured and self.settings.target_log is not None:
+            self.data.target_errors = exception_lines(self.settings.target_log)
         analysed = self._for_analysis(self.data)
         self.report = build_report(analysed, self.settings.thresholds)
         # The search compares the suspects' tracebacks with the target's traces: as traced, not
@@ -289,10 +299,18 @@ class MemsoakPlugin:
         if found is not None:
             self.data.retention = found
             self.report = build_report(replace(analysed, retention=found), self.settings.thresholds)
-        if self.settings.watch and self._window_end is None:
+        erred = self.report.verdict.rule == "requests-failed"
+        if erred:
+            # For `memsoak run`'s last line; the summary below shows the explanation already.
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
+            self.data.events.append(
+                f"{time.strftime('%H:%M:%S')} requests failed at {stamp}: {self.report.verdict.explanation}"
+            )
+        elif self.settings.watch and self._window_end is None:
             self.report = replace(self.report, verdict=quiet_verdict(self._census, self.report.thresholds))
         self._restore_tracing()
-        status = "failed" if self.target_failed or self.load_failed else "finished"
+        # A run whose requests failed is no baseline for the regression check either.
+        status = "failed" if self.target_failed or self.load_failed or erred else "finished"
         self.run_dir.save_state(self.data, status)
         paths = self.run_dir.write_reports(self.report, self.settings.formats or None)
         if self.progress:
@@ -303,9 +321,9 @@ class MemsoakPlugin:
         # The history tells a run cut short (Ctrl-C, --max-time) from one that ran its course:
         # only the latter are a baseline for the regression check.
         regressed = self._history_finish(
-            status if self.target_failed or self.load_failed or complete else "interrupted", self.report
+            status if status == "failed" or complete else "interrupted", self.report
         )
-        if self.target_failed or self.load_failed:
+        if self.target_failed or self.load_failed or erred:
             environment.process_exit_code = EXIT_TARGET_FAILED
         elif self.settings.fail_on_leak and self.report.verdict.kind == "leak":
             environment.process_exit_code = EXIT_LEAK

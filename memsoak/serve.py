@@ -11,12 +11,10 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import tracemalloc  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -28,49 +26,14 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 from memsoak.agent import tracing  # noqa: E402
 from memsoak.agent.middleware import LOOPBACK, Agent  # noqa: E402
 from memsoak.errors import MemsoakError  # noqa: E402
+from memsoak.loading import INTERFACES, is_asgi, listen, load_app, parse_bind, probe_interface  # noqa: E402
+from memsoak.prefork import ASGI_WORKER_CLASS  # noqa: E402
 
 # Measured (bench/overhead.py, README "Performance"): wrk's req/s against the fixed seed app falls
 # from 0.19-0.35x of untraced at 1 frame to 0.09x at 10 and 0.06x at 25. 10 is kept because a
 # leak allocated inside a library (werkzeug routing, json, uuid) needs the frames up to the
 # user's own line; the cheap paths are the untraced warm-up, --watch and --until-confident.
 DEFAULT_FRAMES = 10
-
-
-def parse_bind(bind: str) -> tuple[str, int]:
-    host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise MemsoakError(f"--bind must be HOST:PORT, got {bind!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def load_app(spec: str, app_dir: str | None) -> Any:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise MemsoakError(f"--app must be MODULE:ATTR, got {spec!r}")
-    if app_dir:
-        sys.path.insert(0, os.path.abspath(app_dir))
-    elif "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import-time failure is the app's, reported in one line
-        raise MemsoakError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
-    app = getattr(module, attr, None)
-    if not callable(app):
-        raise MemsoakError(f"{module_name!r} has no WSGI callable named {attr!r}")
-    return app
-
-
-def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family, backlog=1024)
-    except OSError as exc:
-        raise MemsoakError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    # Accepted sockets inherit this. Without it keep-alive clients stall ~40 ms per response
-    # (Nagle against delayed ACK): 223 req/s instead of 7,900 (DESIGN.md, measured facts).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def serve(
@@ -86,7 +49,10 @@ def serve(
     workers: int = 1,
     worker_class: str = "sync",
     quick_exit: bool = False,
+    interface: str = "auto",
 ) -> int:
+    if interface not in INTERFACES:
+        raise MemsoakError(f"--interface must be one of {', '.join(INTERFACES)}, got {interface!r}")
     if not 1 <= frames <= 100:
         raise MemsoakError(f"--frames must be 1..100, got {frames}")
     host, port = parse_bind(bind)
@@ -94,6 +60,19 @@ def serve(
     # Hex, not urlsafe base64: a token starting with "-" reads as an option on a command line.
     token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_hex(24)
     tracing.configured_frames = frames
+    asgi_args: dict[str, Any] = dict(
+        app_dir=app_dir, bind=bind, token=token, print_token=generated, frames=frames, trace=trace,
+        allow=allow, quick_exit=quick_exit,
+    )  # fmt: skip
+    if server_kind == "gunicorn" or workers != 1:
+        if interface == "asgi" or (interface == "auto" and probe_interface(spec, app_dir) == "asgi"):
+            from memsoak.prefork import exec_gunicorn
+
+            # No gevent server for ASGI: gunicorn's arbiter with uvicorn's worker class.
+            return exec_gunicorn(
+                spec, app_dir=app_dir, bind=bind, token=token, print_token=generated, frames=frames,
+                allow=allow, workers=workers, worker_class=ASGI_WORKER_CLASS,
+            )  # fmt: skip
     if server_kind == "gunicorn":
         from memsoak.prefork import exec_gunicorn
 
@@ -108,10 +87,21 @@ def serve(
             spec, app_dir=app_dir, host=host, port=port, token=token, print_token=generated,
             frames=frames, trace=trace, allow=allow, workers=workers,
         )  # fmt: skip
+    if interface == "asgi":
+        from memsoak.asgi_serve import exec_asgi
+
+        return exec_asgi(spec, **asgi_args)
     if trace:
         # Before the app is imported, so import-time allocations carry full tracebacks too.
         tracemalloc.start(frames)
-    app = Agent(load_app(spec, app_dir), token=token, allow=allow)
+    loaded = load_app(spec, app_dir)
+    if interface == "auto" and is_asgi(loaded):
+        from memsoak.asgi_serve import exec_asgi
+
+        # Imported twice, here and in uvicorn's fresh interpreter: a WSGI app, the common case,
+        # is imported once, with gevent's patches in place before it.
+        return exec_asgi(spec, **asgi_args)
+    app = Agent(loaded, token=token, allow=allow)
     sock = listen(host, port)
     server = WSGIServer(sock, app, log=None, error_log=sys.stderr)
     server.start()
@@ -145,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread, gevent")
+    parser.add_argument(
+        "--interface", choices=INTERFACES, default="auto", help="ASGI or WSGI (default: told from the app)"
+    )
     parser.add_argument("--no-trace", dest="trace", action="store_false", help="start with tracemalloc off")
     parser.add_argument(
         "--quick-exit",
@@ -175,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             worker_class=args.worker_class,
             quick_exit=args.quick_exit,
+            interface=args.interface,
         )
     except MemsoakError as exc:
         print(f"memsoak serve: error: {exc}", file=sys.stderr)

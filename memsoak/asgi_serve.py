@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import sys
 import tracemalloc
 from collections.abc import Sequence
@@ -65,6 +66,10 @@ def serve_asgi(
     ready: dict[str, Any] = {"url": f"http://{shown_host}:{bound_port}", "pid": os.getpid()}
     if print_token:
         ready["token"] = token
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # uvicorn handles these itself while it serves, then raises the signal again under the
+        # handler it found: this one, so that a stop is exit 0 as under `memsoak.serve`.
+        signal.signal(signum, lambda *_: None)
     started = asyncio.run(_serve(server, sock, ready))
     if quick_exit:
         gc.freeze()  # as memsoak.serve: no whole-heap collections at exit

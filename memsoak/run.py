@@ -51,6 +51,7 @@ class RunOptions:
     workers: int = 0  # Locust worker processes under a master; 0: one plain Locust process
     server: str = "gevent"  # what serves a started target: gevent or gunicorn
     server_workers: int = 1  # the target's worker processes
+    interface: str = "auto"  # the started app's: asgi, wsgi, or told from the app
     duration_s: float | None = None  # a time-bound soak instead of `requests`
     checkpoint_every_s: float | None = None
     history: Path | None = None
@@ -320,7 +321,8 @@ def run(options: RunOptions) -> int:
                 # Warm-up runs untraced, at full speed; the plugin turns tracing on at the
                 # baseline. Multi-worker targets have no such switch: they trace from the start.
                 else ("--no-trace", "--quick-exit")
-            ),
+            )
+            + ("--interface", options.interface),
         )
         if multi_worker:
             # The first worker's agent answers before the others have registered for the

@@ -28,7 +28,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _no_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+def no_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     raise AssertionError("the door answers the reserved prefix only")  # never reached
 
 
@@ -45,7 +45,7 @@ class AsgiAgent:
         """`door`: the WSGI agent that answers the control requests (made from `token`,
         `allow` and `agent_options` when not given)."""
         self.app = app
-        self.door = door if door is not None else Agent(_no_app, token, allow=allow, **agent_options)
+        self.door = door if door is not None else Agent(no_app, token, allow=allow, **agent_options)
 
     @property
     def requests_served(self) -> int:

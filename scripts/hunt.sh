@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/memsoak run "$@"
+source scripts/venv.sh
+exec "$VENV/bin/memsoak" run "$@"

@@ -10,7 +10,7 @@ import sys  # noqa: E402
 
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
-from memsoak.loading import listen, load_app  # noqa: E402
+from memsoak.hosting import listen, load_app  # noqa: E402
 
 if __name__ == "__main__":
     app = load_app(sys.argv[1], None)

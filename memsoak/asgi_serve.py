@@ -24,7 +24,7 @@ from memsoak.agent import tracing
 from memsoak.agent.asgi import AsgiAgent
 from memsoak.agent.middleware import LOOPBACK
 from memsoak.errors import MemsoakError
-from memsoak.loading import listen, load_app, parse_bind
+from memsoak.hosting import listen, load_app, parse_bind
 
 EXIT_NOT_STARTED = 3  # the app loaded but uvicorn did not start it (its lifespan startup failed)
 

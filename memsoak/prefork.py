@@ -89,7 +89,7 @@ def serve_forked(
     import gevent
     from gevent.event import Event
 
-    from memsoak.loading import listen
+    from memsoak.hosting import listen
 
     if not 1 <= workers <= 256:
         raise MemsoakError(f"--workers must be 1..256, got {workers}")
@@ -132,7 +132,7 @@ def _serve_child(
     from gevent.pywsgi import WSGIServer
 
     from memsoak.agent.fanout import FanoutAgent
-    from memsoak.loading import load_app
+    from memsoak.hosting import load_app
 
     if trace:  # before the app is imported, as in the single-process server
         tracemalloc.start(frames)

@@ -26,7 +26,7 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 from memsoak.agent import tracing  # noqa: E402
 from memsoak.agent.middleware import LOOPBACK, Agent  # noqa: E402
 from memsoak.errors import MemsoakError  # noqa: E402
-from memsoak.loading import INTERFACES, is_asgi, listen, load_app, parse_bind, probe_interface  # noqa: E402
+from memsoak.hosting import INTERFACES, is_asgi, listen, load_app, parse_bind, probe_interface  # noqa: E402
 from memsoak.prefork import ASGI_WORKER_CLASS  # noqa: E402
 
 # Measured (bench/overhead.py, README "Performance"): wrk's req/s against the fixed seed app falls

@@ -43,7 +43,7 @@ def test_corpus_has_the_targets_the_issue_asks_for() -> None:
 def test_the_asgi_and_django_targets_are_served_as_what_they_are() -> None:
     """Async leaks, their look-alikes and Django's two entry points, each told ASGI or WSGI in a
     fresh interpreter the way `memsoak serve` tells them (uvicorn then serves the ASGI ones)."""
-    from memsoak.loading import probe_interface
+    from memsoak.hosting import probe_interface
 
     targets = {t.name: t for t in bench.discover()}
     asgi = [n for n in targets if n.startswith("async_")] + ["django_asgi", "django_fixed_asgi"]

@@ -1,8 +1,9 @@
-"""What every server of a target needs before it serves, free of any server's imports (memsoak.serve
-patches the stdlib with gevent as it is imported; the uvicorn server must not): the app loaded
-from MODULE:ATTR, whether it speaks ASGI or WSGI, and the listening socket.
+"""What every server of a target needs, whichever runs it (gevent's in one process, forked
+workers, uvicorn, the bench's bare server): the app imported from MODULE:ATTR, whether it speaks
+ASGI or WSGI, and a listening socket. Apart from `memsoak.serve`, which patches the standard
+library with gevent on import (uvicorn's asyncio loop must not run on gevent's hub).
 
-`python -m memsoak.loading MODULE:ATTR [APP_DIR]` prints `asgi` or `wsgi`: the launcher of a
+`python -m memsoak.hosting MODULE:ATTR [APP_DIR]` prints `asgi` or `wsgi`: the launcher of a
 multi-worker target asks it so in a fresh interpreter, before choosing the workers' class, and
 imports nothing of the app itself.
 """
@@ -74,7 +75,7 @@ def probe_interface(spec: str, app_dir: str | None) -> str:
     """ "asgi" or "wsgi", told by importing the app in a fresh interpreter (see the module's doc)."""
     import subprocess
 
-    command = [sys.executable, "-m", "memsoak.loading", spec, *([app_dir] if app_dir else [])]
+    command = [sys.executable, "-m", "memsoak.hosting", spec, *([app_dir] if app_dir else [])]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["cannot load the app"]

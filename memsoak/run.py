@@ -22,6 +22,8 @@ from memsoak.target import START_TIMEOUT_S, TargetProcess, last_lines
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "seed.py"
+# Named before every locustfile: one that does not import memsoak gets its options and plugin.
+AUTO_LOCUSTFILE = Path(__file__).resolve().parent / "locust" / "auto.py"
 KNOWN_EXIT_CODES = (0, 1, 2, 3)
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C; the reports are written
 STDERR_TAIL_LINES = 10
@@ -99,10 +101,14 @@ def _check_agent(url: str, token: str) -> None:
     AgentClient(url, token, timeout=10).status()
 
 
+def locustfiles(options: RunOptions) -> str:
+    return f"{AUTO_LOCUSTFILE},{options.locustfile}"
+
+
 def locust_command(options: RunOptions, url: str) -> list[str]:
     command = [
         sys.executable, "-m", "locust",
-        "-f", str(options.locustfile),
+        "-f", locustfiles(options),
         "--headless", "--only-summary",
         "-u", str(options.users), "-r", str(options.spawn_rate),
         "--host", url,
@@ -155,7 +161,7 @@ def _start_locust_workers(
         with open(options.out / f"locust-worker-{index}.log", "wb") as log:
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "locust", "-f", str(options.locustfile), "--worker",
+                    [sys.executable, "-m", "locust", "-f", locustfiles(options), "--worker",
                      "--master-host", "127.0.0.1", "--master-port", str(master_port)],
                     stdout=log, stderr=subprocess.STDOUT, env=env,
                 )
@@ -276,6 +282,15 @@ def _record_target_death(options: RunOptions, target: TargetProcess) -> str:
     return f"the target died during the run at {when} ({how}){last}; partial reports in {options.out}"
 
 
+def locust_error(log_path: Path) -> str:
+    """Locust's own account of why it stopped: the last error line of its log (argparse's
+    `locust: error: ...`, memsoak's plugin's, or a traceback's last line), else its last line."""
+    lines = [line.strip() for line in last_lines(log_path, 60) if line.strip()]
+    errors = [line for line in lines if "error:" in line.lower()]
+    line = (errors or lines or ["(nothing in locust.log)"])[-1]
+    return line.removeprefix("memsoak: error: ")
+
+
 def _failure_event(out: Path) -> str:
     """The plugin's account of how the target (or the load) failed, from the saved run."""
     try:
@@ -348,10 +363,10 @@ def run(options: RunOptions) -> int:
         print(f"memsoak: interrupted: reports of what was gathered are in {options.out}", flush=True)
         return EXIT_INTERRUPTED if code in (0, 1) else code
     report = options.out / "report.json"
-    if code in (0, 1) and not (report.exists() and report.stat().st_mtime >= started - 1):
-        # Locust itself failed (a broken locustfile, say): its exit 1 must not read as "leak".
-        tail = " | ".join(last_lines(options.out / "locust.log", 2))
-        raise MemsoakError(f"Locust ended (exit {code}) without writing a report: {tail}")
+    if code in (0, 1, 2) and not (report.exists() and report.stat().st_mtime >= started - 1):
+        # Locust itself failed (a broken locustfile, an option it does not know): its exit 1
+        # must not read as "leak", and its reason must not stay in locust.log alone.
+        raise MemsoakError(f"Locust did not run (exit {code}): {locust_error(options.out / 'locust.log')}")
     if code == TargetError.exit_code:
         raise TargetError(f"{_failure_event(options.out)}; partial reports in {options.out}")
     if code not in KNOWN_EXIT_CODES:

@@ -249,4 +249,5 @@ def test_a_broken_locustfile_is_an_error_not_a_leak(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "without writing a report" in lines[0] and "broken scenario" in lines[0]
+    assert len(lines) == 1 and "Locust did not run" in lines[0]
+    assert "RuntimeError: broken scenario" in lines[0]

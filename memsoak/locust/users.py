@@ -103,7 +103,7 @@ def gate_plain_users(user_classes: Iterable[type]) -> list[str]:
         if not issubclass(cls, HttpUser | FastHttpUser):
             ungateable.append(cls.__name__)
             continue
-        cls.__init__ = _gating(cls.__init__)  # type: ignore[misc]
+        cls.__init__ = _gating(cls.__init__)  # type: ignore[method-assign]
     return ungateable
 
 

@@ -18,6 +18,7 @@ import signal
 import sys
 import tracemalloc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from memsoak.agent import tracing
@@ -29,31 +30,35 @@ from memsoak.hosting import listen, load_app, parse_bind
 EXIT_NOT_STARTED = 3  # the app loaded but uvicorn did not start it (its lifespan startup failed)
 
 
-def serve_asgi(
-    spec: str,
-    *,
-    app_dir: str | None,
-    bind: str,
-    token: str,
-    print_token: bool,
-    frames: int,
-    trace: bool,
-    allow: Sequence[str],
-    quick_exit: bool = False,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class AsgiTarget:
+    """What to serve and how: the options `memsoak.serve` was given, handed over whole."""
+
+    spec: str
+    app_dir: str | None
+    bind: str
+    token: str
+    print_token: bool
+    frames: int
+    trace: bool
+    allow: tuple[str, ...]
+    quick_exit: bool = False
+
+
+def serve_asgi(target: AsgiTarget) -> int:
     import uvicorn
 
-    host, port = parse_bind(bind)
-    tracing.configured_frames = frames
-    if trace:
+    host, port = parse_bind(target.bind)
+    tracing.configured_frames = target.frames
+    if target.trace:
         # Before the app is imported, so import-time allocations carry full tracebacks too.
-        tracemalloc.start(frames)
+        tracemalloc.start(target.frames)
     # Taken for ASGI as told (--interface asgi): an app that is not fails its requests, and the
     # run says so (requests-failed).
-    app = load_app(spec, app_dir)
+    app = load_app(target.spec, target.app_dir)
     sock = listen(host, port)
     config = uvicorn.Config(
-        AsgiAgent(app, token, allow=allow),
+        AsgiAgent(app, target.token, allow=target.allow),
         interface="asgi3",
         lifespan="auto",
         log_level="warning",
@@ -64,14 +69,14 @@ def serve_asgi(
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     ready: dict[str, Any] = {"url": f"http://{shown_host}:{bound_port}", "pid": os.getpid()}
-    if print_token:
-        ready["token"] = token
+    if target.print_token:
+        ready["token"] = target.token
     for signum in (signal.SIGTERM, signal.SIGINT):
         # uvicorn handles these itself while it serves, then raises the signal again under the
         # handler it found: this one, so that a stop is exit 0 as under `memsoak.serve`.
         signal.signal(signum, lambda *_: None)
     started = asyncio.run(_serve(server, sock, ready))
-    if quick_exit:
+    if target.quick_exit:
         gc.freeze()  # as memsoak.serve: no whole-heap collections at exit
     if not started:
         print("memsoak serve: error: uvicorn did not start the app (see above)", file=sys.stderr, flush=True)
@@ -89,30 +94,24 @@ async def _serve(server: Any, sock: Any, ready: dict[str, Any]) -> bool:
     return bool(server.started)
 
 
-def exec_asgi(
-    spec: str,
-    *,
-    app_dir: str | None,
-    bind: str,
-    token: str,
-    print_token: bool,
-    frames: int,
-    trace: bool,
-    allow: Sequence[str],
-    quick_exit: bool,
-) -> int:
+def exec_asgi(target: AsgiTarget) -> int:
     """Replace this (gevent-patched) process with a fresh interpreter serving `spec` in uvicorn:
     the same pid, so the launcher's signals and ready-line reading still reach it."""
-    command = [sys.executable, "-m", "memsoak.asgi_serve", spec, "--bind", bind, "--frames", str(frames)]
-    if app_dir:
-        command += ["--app-dir", app_dir]
-    command += [flag for flag, on in (("--no-trace", not trace), ("--quick-exit", quick_exit),
-                                      ("--print-token", print_token)) if on]  # fmt: skip
-    for network in allow:
+    command = [sys.executable, "-m", "memsoak.asgi_serve", target.spec, "--bind", target.bind,
+               "--frames", str(target.frames)]  # fmt: skip
+    if target.app_dir:
+        command += ["--app-dir", target.app_dir]
+    flags = (
+        ("--no-trace", not target.trace),
+        ("--quick-exit", target.quick_exit),
+        ("--print-token", target.print_token),
+    )
+    command += [flag for flag, on in flags if on]
+    for network in target.allow:
         command += ["--allow", network]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, command, {**os.environ, "MEMSOAK_TOKEN": token})
+    os.execve(sys.executable, command, {**os.environ, "MEMSOAK_TOKEN": target.token})
     return 0  # not reached
 
 
@@ -129,16 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return serve_asgi(
-            args.app,
-            app_dir=args.app_dir,
-            bind=args.bind,
-            token=os.environ["MEMSOAK_TOKEN"],
-            print_token=args.print_token,
-            frames=args.frames,
-            trace=args.trace,
-            allow=tuple(args.allow) if args.allow else LOOPBACK,
-            quick_exit=args.quick_exit,
-        )
+            AsgiTarget(
+                args.app, args.app_dir, args.bind, os.environ["MEMSOAK_TOKEN"], args.print_token,
+                args.frames, args.trace, tuple(args.allow) if args.allow else LOOPBACK, args.quick_exit,
+            )
+        )  # fmt: skip
     except MemsoakError as exc:
         print(f"memsoak serve: error: {exc}", file=sys.stderr)
         return exc.exit_code

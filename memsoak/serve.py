@@ -60,10 +60,6 @@ def serve(
     # Hex, not urlsafe base64: a token starting with "-" reads as an option on a command line.
     token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_hex(24)
     tracing.configured_frames = frames
-    asgi_args: dict[str, Any] = dict(
-        app_dir=app_dir, bind=bind, token=token, print_token=generated, frames=frames, trace=trace,
-        allow=allow, quick_exit=quick_exit,
-    )  # fmt: skip
     if server_kind == "gunicorn" or workers != 1:
         if interface == "asgi" or (interface == "auto" and probe_interface(spec, app_dir) == "asgi"):
             from memsoak.prefork import exec_gunicorn
@@ -87,20 +83,26 @@ def serve(
             spec, app_dir=app_dir, host=host, port=port, token=token, print_token=generated,
             frames=frames, trace=trace, allow=allow, workers=workers,
         )  # fmt: skip
-    if interface == "asgi":
-        from memsoak.asgi_serve import exec_asgi
 
-        return exec_asgi(spec, **asgi_args)
+    def exec_asgi() -> int:
+        # Imported only for an ASGI app: asyncio is no WSGI run's cost.
+        from memsoak.asgi_serve import AsgiTarget, exec_asgi
+
+        assert token is not None
+        return exec_asgi(
+            AsgiTarget(spec, app_dir, bind, token, generated, frames, trace, tuple(allow), quick_exit)
+        )
+
+    if interface == "asgi":
+        return exec_asgi()
     if trace:
         # Before the app is imported, so import-time allocations carry full tracebacks too.
         tracemalloc.start(frames)
     loaded = load_app(spec, app_dir)
     if interface == "auto" and is_asgi(loaded):
-        from memsoak.asgi_serve import exec_asgi
-
         # Imported twice, here and in uvicorn's fresh interpreter: a WSGI app, the common case,
         # is imported once, with gevent's patches in place before it.
-        return exec_asgi(spec, **asgi_args)
+        return exec_asgi()
     app = Agent(loaded, token=token, allow=allow)
     sock = listen(host, port)
     server = WSGIServer(sock, app, log=None, error_log=sys.stderr)

@@ -81,11 +81,13 @@ def test_lifespan_shutdown_reaches_the_app(tmp_path: Path) -> None:
     assert "lifespan: pool closed" in (tmp_path / "target.log").read_text()
 
 
-def _call(agent: AsgiAgent, scope: dict[str, Any]) -> tuple[int, bytes]:
+def _call(agent: AsgiAgent, scope: dict[str, Any], reads: list[int] | None = None) -> tuple[int, bytes]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        if reads is not None:
+            reads.append(1)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -104,6 +106,13 @@ def test_non_loopback_clients_are_refused_whatever_the_headers_say() -> None:
     assert _call(agent, {**scope, "client": ("10.1.2.3", 5000)}) == (403, b'{"error": "forbidden"}')
     assert _call(agent, {**scope, "client": None})[0] == 403
     assert _call(agent, {**scope, "client": ("::1", 5000)})[0] == 200
+    # A refused request's body is never read.
+    reads: list[int] = []
+    gc = {**scope, "method": "POST", "path": PREFIX + "gc"}
+    assert _call(agent, {**gc, "client": ("10.1.2.3", 5000)}, reads)[0] == 403
+    assert _call(agent, {**gc, "headers": [], "client": ("127.0.0.1", 5000)}, reads)[0] == 401
+    assert reads == []
+    assert _call(agent, {**gc, "client": ("127.0.0.1", 5000)}, reads)[0] == 200 and reads == [1]
 
 
 def test_memsoak_serve_prints_the_url_and_a_new_token_for_an_asgi_app(tmp_path: Path) -> None:

@@ -63,18 +63,19 @@ class AsgiAgent:
                 self.door.requests_served += 1
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        environ = _environ(scope)
+        # The body is read only once the door would let the request in (as a WSGI server leaves
+        # it unread), and no further than the door's limit: past it the door refuses it (413).
+        if self.door._client_allowed(environ) and self.door._authorized(environ):
+            body = await _read_body(receive)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ["wsgi.input"] = io.BytesIO(body)
         started: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
             started.update(status=int(status.split(" ", 1)[0]), headers=headers)
 
-        if body is None:
-            chunks: Iterable[bytes] = self.door._respond(
-                start_response, "413 Content Too Large", b'{"error":"body too large"}'
-            )
-        else:
-            chunks = self.door(_environ(scope, body), start_response)
+        chunks = self.door(environ, start_response)
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in started["headers"]]
         try:
             await send({"type": "http.response.start", "status": started["status"], "headers": headers})
@@ -88,26 +89,24 @@ class AsgiAgent:
                 close()
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None once it is over the agent's limit (the rest is not read)."""
+async def _read_body(receive: Receive) -> bytes:
+    """The request body, read until it is whole or over the agent's limit (the rest is left)."""
     parts: list[bytes] = []
     size = 0
-    while True:
+    while size <= MAX_BODY_BYTES:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(parts)  # the client went away: what came is all there is
-        part = message.get("body", b"")
-        size += len(part)
-        if size > MAX_BODY_BYTES:
-            return None
-        parts.append(part)
+            break  # the client went away: what came is all there is
+        parts.append(message.get("body", b""))
+        size += len(parts[-1])
         if not message.get("more_body", False):
-            return b"".join(parts)
+            break
+    return b"".join(parts)
 
 
-def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
+def _environ(scope: Scope) -> dict[str, Any]:
     """The WSGI environ the door reads: method, path, the socket's peer address (never a
-    forwarded header), the Authorization header and the body."""
+    forwarded header) and the Authorization header; no body until the door would read one."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     client = scope.get("client") or ("", 0)
     return {
@@ -115,8 +114,8 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "PATH_INFO": scope.get("path", ""),
         "REMOTE_ADDR": client[0] or "",
         "HTTP_AUTHORIZATION": headers.get("authorization", ""),
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": "0",
+        "wsgi.input": io.BytesIO(b""),
     }
 
 

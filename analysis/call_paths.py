@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from analysis.model import Frame, Traceback
+from analysis.model import Frame, Suspect, Traceback
 from analysis.suspects import user_frame
-
-if TYPE_CHECKING:
-    from analysis.report import Suspect
 
 
 def _frame(raw: Any) -> Frame | None:

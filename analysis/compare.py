@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from analysis.report import Report, Suspect
+from analysis.model import Suspect
+from analysis.report import Report
 
 # A suspect "changed" when its bytes per request moved by more than both of these.
 MIN_CHANGE_BYTES = 32.0

@@ -1,4 +1,6 @@
-"""The data every other analysis module shares: frames, snapshots, samples.
+"""The data every other analysis module shares: frames, snapshots, samples (what a run gathers),
+and the findings made of them (suspects, verdicts, per-worker rows). The bottom of the stack:
+it imports no other analysis module.
 
 A snapshot is tracemalloc's live memory grouped by traceback *inside the target*, so what
 crosses the wire (and what is kept on disk) is one row per distinct traceback, never one row
@@ -9,7 +11,7 @@ and like report.json.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 
 class Frame(NamedTuple):
@@ -121,3 +123,103 @@ class RunData:
     # (the `requests-failed` verdict quotes both).
     failures: list[RequestFailure] = field(default_factory=list)
     target_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPath:
+    found: bool
+    method: str  # "items" (a container whose items came from the site), "size", "objects", "none"
+    root: str
+    steps: tuple[str, ...]
+    held_type: str
+    held_length: int | None
+    held_size: int
+    objects: int
+    truncated: bool  # the search hit its time or depth bound
+    note: str
+
+    @property
+    def summary(self) -> str:
+        if not self.found:
+            reason = self.root[1:-1] if self.root.startswith("(") else self.note
+            return f"not found: {reason}" if reason else "not found"
+        held = self.held_type
+        if self.held_length is not None:
+            held += f" of {self.held_length:,} items"
+        return " -> ".join((self.root, *self.steps)) + f" ({held}, {self.held_size:,} bytes)"
+
+
+VerdictKind = Literal["leak", "no-leak", "native-leak", "inconclusive"]
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """One allocation site (a whole traceback) whose live memory grew over the measured requests."""
+
+    file: str
+    line: int
+    code: str
+    size_diff: int
+    count_diff: int
+    bytes_per_request: float
+    objects_per_request: float
+    traceback: tuple[Frame, ...]  # innermost last
+    user_frame: Frame | None  # first frame in the user's own code, when the site is in a library
+    growth: tuple[int, ...]  # live size at each snapshot, baseline first
+    steady: bool  # kept growing across the later checkpoints (not a plateau)
+    # The evidence behind `steady`: Theil-Sen fit of live size over checkpoints, bytes/request;
+    # later-half growth rate over overall rate (1 = proportional to requests, 0 = plateau); and
+    # the share of checkpoint intervals in which it grew.
+    fit_per_request: float = 0.0
+    late_ratio: float = 1.0
+    grew_share: float = 0.0
+    retention: RetentionPath | None = None  # what keeps it alive, when the agent found it
+    # Distinct call paths seen reaching the line when `traceback` is one of them (the series was
+    # traced one frame deep, analysis/call_paths.py): over 1, the one shown is the most called,
+    # not necessarily the one keeping the memory. 0: the traceback is tracemalloc's own.
+    paths_seen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    requests: int
+    rss_bytes: int
+    traced_bytes: int
+    pause_s: float  # how long the target was blocked taking the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSuspect:
+    """One of the run's top suspects as it grew in one worker: that worker's share of the site."""
+
+    file: str
+    line: int
+    rank: int  # the suspect's place in the merged list, from 1
+    size_diff: int  # this worker's growth of the site, baseline to the last snapshot
+    bytes_per_request: float  # over the requests this worker served (0 when it served none)
+    share: float  # of the merged growth (0..1; can fall outside when other workers shrank)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One process of a multi-worker target, from the baseline to the last snapshot. The run's
+    totals (rss, traced, checkpoints) are the sums over these; the suspects are merged, and
+    `suspects` shows how the top ones grew in this worker."""
+
+    pid: int
+    rss_start: int  # 0 when the worker was not there at the baseline (restarted, say)
+    rss_end: int
+    traced_start: int
+    traced_end: int
+    requests_served: int  # between the two snapshots
+    # The merged top suspects (at most WORKER_SUSPECTS) in this worker, most growth first; empty
+    # when the snapshots carry no per-worker sizes (made before they did).
+    suspects: tuple[WorkerSuspect, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: VerdictKind
+    confidence: float  # 0..1
+    rule: str  # which rule decided it, in words
+    explanation: str  # one or two sentences for a person

@@ -15,36 +15,11 @@ is the model and the reader of that answer (one entry per suspect asked about)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from analysis.model import Traceback
+from analysis.model import RetentionPath, Traceback
 
 SiteKey = tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPath:
-    found: bool
-    method: str  # "items" (a container whose items came from the site), "size", "objects", "none"
-    root: str
-    steps: tuple[str, ...]
-    held_type: str
-    held_length: int | None
-    held_size: int
-    objects: int
-    truncated: bool  # the search hit its time or depth bound
-    note: str
-
-    @property
-    def summary(self) -> str:
-        if not self.found:
-            reason = self.root[1:-1] if self.root.startswith("(") else self.note
-            return f"not found: {reason}" if reason else "not found"
-        held = self.held_type
-        if self.held_length is not None:
-            held += f" of {self.held_length:,} items"
-        return " -> ".join((self.root, *self.steps)) + f" ({held}, {self.held_size:,} bytes)"
 
 
 def site_key(traceback: Traceback) -> SiteKey:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from analysis.diff import grown_sites
-from analysis.model import Frame, SiteStat, Snapshot, Traceback
+from analysis.model import Frame, SiteStat, Snapshot, Suspect, Traceback
 from analysis.thresholds import Thresholds
 from analysis.trend import fit_slope
-
-if TYPE_CHECKING:
-    from analysis.report import Suspect
 
 _NO_MEMORY = SiteStat(0, 0)
 # tracemalloc's own module allocates while a snapshot is being taken.
@@ -72,8 +68,6 @@ def find_suspects(snapshots: Sequence[Snapshot], measured: int, limits: Threshol
     """Sites (whole tracebacks) that grew above the noise floor, leak-like ones (steady) first,
     then by bytes per request. Grouping by whole traceback keeps two callers of one helper apart,
     and keeps a line that merely reused memory freed elsewhere from taking its blame."""
-    from analysis.report import Suspect  # report imports this module
-
     if len(snapshots) < 2 or measured <= 0:
         return ()
     first, last = snapshots[0], snapshots[-1]

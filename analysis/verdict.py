@@ -25,15 +25,11 @@ carries a confidence in 0..1; the rules are tried in this order:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from analysis.driven import DrivenGrowth
-from analysis.model import RequestFailure
+from analysis.model import RequestFailure, Suspect, Verdict
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend
-
-if TYPE_CHECKING:
-    from analysis.report import Suspect, Verdict
 
 
 def leak_confidence(suspect: Suspect, snapshot_count: int) -> float:
@@ -57,8 +53,6 @@ def failed_requests(
     limits: Thresholds,
 ) -> Verdict | None:
     """The `requests-failed` verdict, or None when few enough requests failed."""
-    from analysis.report import Verdict
-
     share = failed / measured if measured > 0 else (1.0 if failed else 0.0)
     if share <= limits.max_failed_share or failed == 0:
         return None
@@ -91,8 +85,6 @@ def decide(
     failures: Sequence[RequestFailure] = (),
     target_errors: Sequence[str] = (),
 ) -> Verdict:
-    from analysis.report import Verdict
-
     limits = thresholds
     erred = failed_requests(measured, failed, failures, target_errors, limits)
     if erred is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.report import Verdict
+from analysis.model import Verdict
 from analysis.theil_sen import theil_sen
 from analysis.thresholds import Thresholds
 

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import math
 import os
 import sys
-import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from memsoak.cli_types import (
+    app_spec,
+    bind,
+    directory,
+    duration,
+    existing_file,
+    formats,
+    history_file,
+    int_in,
+    label,
+    network,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    token,
+    url,
+)
 from memsoak.errors import MemsoakError
 
 
@@ -20,140 +34,10 @@ class _Parser(argparse.ArgumentParser):
         raise MemsoakError(message)
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-
-
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}..{high:_}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < math.inf:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def _token(text: str) -> str:
-    # It travels in an HTTP header: printable ASCII without spaces, of a sane length.
-    if not 1 <= len(text) <= 1024 or not all("!" <= c <= "~" for c in text):
-        raise argparse.ArgumentTypeError("must be 1..1024 printable ASCII characters without spaces")
-    return text
-
-
-def _directory(text: str) -> str:
-    if not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"no directory at {text!r}")
-    return text
-
-
-def _existing_file(text: str) -> Path:
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"no locustfile at {text}")
-    return Path(text)
-
-
-def _bind(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"must be HOST:PORT, got {text!r}")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        if not host.replace("-", "").replace(".", "").isalnum():
-            raise argparse.ArgumentTypeError(f"not a host name or IP address: {host!r}") from None
-    return text
-
-
-def _network(text: str) -> str:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an IP network (CIDR): {text!r}") from None
-    return text
-
-
-def _label(text: str) -> str:
-    # Stored in the history and printed in tables: one short line.
-    if not 1 <= len(text) <= 200 or not text.isprintable():
-        raise argparse.ArgumentTypeError("must be 1..200 printable characters on one line")
-    return text
-
-
-def _history_file(text: str) -> Path:
-    path = Path(text)
-    if not text or path.is_dir():
-        raise argparse.ArgumentTypeError(f"must name a file, not a directory: {text!r}")
-    return path
-
-
-def _duration(text: str) -> float:
-    from memsoak.defaults import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _app_spec(text: str) -> str:
-    module, sep, attr = text.partition(":")
-    if not sep or not module or not attr:
-        raise argparse.ArgumentTypeError(f"must be MODULE:ATTR, got {text!r}")
-    return text
-
-
-def _url(text: str) -> str:
-    try:
-        parts = urllib.parse.urlsplit(text)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a bad port or IPv6 literal
-        valid = False
-    if not valid or "?" in text or "#" in text:
-        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
-    return text.rstrip("/")
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    from analysis.writers import UnknownFormat, parse_formats
-
-    try:
-        return parse_formats(text)
-    except UnknownFormat as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
-        type=_formats,
+        type=formats,
         default=None,
         metavar="LIST",
         help="reports to write, comma-separated: json, markdown, html, junit, csv (default: all)",
@@ -173,52 +57,52 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("run", help="hunt a leak: drive N requests at a target and report")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--app", type=_app_spec, help=f"WSGI or ASGI app to start under the agent (default {DEFAULT_APP})"
+        "--app", type=app_spec, help=f"WSGI or ASGI app to start under the agent (default {DEFAULT_APP})"
     )
-    where.add_argument("--host", type=_url, help="a running target with the agent installed")
-    p.add_argument("--app-dir", type=_directory, help="put DIR first on the target's import path")
-    p.add_argument("--agent-token", type=_token, help="the agent's token (env MEMSOAK_TOKEN)")
-    p.add_argument("--locustfile", type=_existing_file, default=DEFAULT_LOCUSTFILE, help="the scenario")
+    where.add_argument("--host", type=url, help="a running target with the agent installed")
+    p.add_argument("--app-dir", type=directory, help="put DIR first on the target's import path")
+    p.add_argument("--agent-token", type=token, help="the agent's token (env MEMSOAK_TOKEN)")
+    p.add_argument("--locustfile", type=existing_file, default=DEFAULT_LOCUSTFILE, help="the scenario")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
-        "--requests", type=_positive_int, help=f"measured requests, exactly (default {DEFAULT_REQUESTS})"
+        "--requests", type=positive_int, help=f"measured requests, exactly (default {DEFAULT_REQUESTS})"
     )
     budget.add_argument(
-        "--duration", type=_duration, help="a time-bound soak: measure for this long (8h, 10m, 1h30m, 90s)"
+        "--duration", type=duration, help="a time-bound soak: measure for this long (8h, 10m, 1h30m, 90s)"
     )
     p.add_argument(
-        "--checkpoint-every", type=_duration, help="with --duration: a checkpoint this often (e.g. 10m)"
+        "--checkpoint-every", type=duration, help="with --duration: a checkpoint this often (e.g. 10m)"
     )
     p.add_argument(
-        "--warmup", type=_non_negative_int, default=DEFAULT_WARMUP, help="requests before the baseline"
+        "--warmup", type=non_negative_int, default=DEFAULT_WARMUP, help="requests before the baseline"
     )
     p.add_argument(
-        "--checkpoints", type=_int_in(1, 1000), default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
+        "--checkpoints", type=int_in(1, 1000), default=DEFAULT_CHECKPOINTS, help="snapshots over the run"
     )
-    p.add_argument("--users", type=_positive_int, default=10, help="concurrent Locust users")
+    p.add_argument("--users", type=positive_int, default=10, help="concurrent Locust users")
     # Every user up within the warm-up: a user's first request opens its connection, and a
     # connection opened after the baseline is target memory that looks like growth.
     p.add_argument(
-        "--spawn-rate", type=_positive_float, default=DEFAULT_SPAWN_RATE, help="users started per second"
+        "--spawn-rate", type=positive_float, default=DEFAULT_SPAWN_RATE, help="users started per second"
     )
     p.add_argument("--out", type=Path, help="report directory (default memsoak-out/<timestamp>)")
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
-    p.add_argument("--frames", type=_int_in(1, 100), help="traceback depth traced in a started target")
+    p.add_argument("--frames", type=int_in(1, 100), help="traceback depth traced in a started target")
     p.add_argument(
         "--max-time",
-        type=_positive_int,
+        type=positive_int,
         help="hard cap on the load, seconds (default 3600, or the --duration plus 10%% and at least 600)",
     )
     _add_format(p)
     p.add_argument(
         "--agent-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=120.0,
         help="seconds to wait for the agent (a snapshot included) before the target counts as failed",
     )
     p.add_argument(
         "--workers",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         help="Locust worker processes under a master (default: none)",
     )
@@ -229,19 +113,19 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="what serves a started target (--app)",
     )
     p.add_argument(
-        "--server-workers", type=_positive_int, default=1, help="the started target's worker processes"
+        "--server-workers", type=positive_int, default=1, help="the started target's worker processes"
     )
     _add_interface(p)
     p.add_argument(
         "--history",
-        type=_history_file,
+        type=history_file,
         help=f"SQLite file to record the run in (default: env MEMSOAK_HISTORY, else {DEFAULT_HISTORY})",
     )
     p.add_argument(
-        "--scenario", type=_label, help="the run's scenario name in the history (default LOCUSTFILE@TARGET)"
+        "--scenario", type=label, help="the run's scenario name in the history (default LOCUSTFILE@TARGET)"
     )
     p.add_argument(
-        "--revision", type=_label, help="source revision of the target (default: git, in --app-dir or here)"
+        "--revision", type=label, help="source revision of the target (default: git, in --app-dir or here)"
     )
     p.add_argument(
         "--fail-on-regression",
@@ -274,7 +158,7 @@ def _add_verdict_options(p: _Parser) -> None:
             f"--{option}",
             dest=f"threshold_{name}",
             metavar="N",
-            type=_positive_float if kind is float else _non_negative_int,
+            type=positive_float if kind is float else non_negative_int,
             help=f"{meaning} (default {getattr(defaults, name)})",
         )
     group.add_argument(
@@ -362,24 +246,24 @@ def _add_interface(p: _Parser) -> None:
 
 def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("serve", help="serve a WSGI or ASGI app under the agent")
-    p.add_argument("app", type=_app_spec, metavar="MODULE:ATTR")
-    p.add_argument("--app-dir", type=_directory, help="put DIR first on the import path")
+    p.add_argument("app", type=app_spec, metavar="MODULE:ATTR")
+    p.add_argument("--app-dir", type=directory, help="put DIR first on the import path")
     p.add_argument(
-        "--bind", type=_bind, default="127.0.0.1:0", help="HOST:PORT (default: a free loopback port)"
+        "--bind", type=bind, default="127.0.0.1:0", help="HOST:PORT (default: a free loopback port)"
     )
     p.add_argument(
-        "--token", type=_token, help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)"
+        "--token", type=token, help="agent token (default: env MEMSOAK_TOKEN, else a new one, printed once)"
     )
-    p.add_argument("--frames", type=_int_in(1, 100), default=None, help="traceback depth to trace")
+    p.add_argument("--frames", type=int_in(1, 100), default=None, help="traceback depth to trace")
     p.add_argument(
-        "--allow", type=_network, action="append", metavar="CIDR", help="networks allowed to use the agent"
+        "--allow", type=network, action="append", metavar="CIDR", help="networks allowed to use the agent"
     )
     p.add_argument(
         "--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server (ASGI: uvicorn)"
     )
     p.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="worker processes (gevent: forked after binding; ASGI: gunicorn with uvicorn's worker class)",
     )
@@ -448,9 +332,9 @@ def _history_path(args: argparse.Namespace) -> Path:
 
 def _add_history(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("history", help="list recorded runs and the bytes-per-request trend")
-    p.add_argument("--history", type=_history_file, help="the SQLite run history (default: as for `run`)")
-    p.add_argument("--scenario", type=_label, help="only this scenario")
-    p.add_argument("--limit", type=_positive_int, default=20, help="last N runs per scenario (default 20)")
+    p.add_argument("--history", type=history_file, help="the SQLite run history (default: as for `run`)")
+    p.add_argument("--scenario", type=label, help="only this scenario")
+    p.add_argument("--limit", type=positive_int, default=20, help="last N runs per scenario (default 20)")
     p.set_defaults(handler=_history)
 
 
@@ -469,7 +353,7 @@ def _add_compare(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("run_a", metavar="RUN_A", help="the earlier run: a history id or a run directory")
     p.add_argument("run_b", metavar="RUN_B", help="the later run")
     p.add_argument(
-        "--history", type=_history_file, help="the SQLite run history, for ids (default: as for `run`)"
+        "--history", type=history_file, help="the SQLite run history, for ids (default: as for `run`)"
     )
     p.set_defaults(handler=_compare)
 

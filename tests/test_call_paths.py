@@ -201,7 +201,7 @@ def test_deepen_keeps_a_traceback_that_is_already_deeper() -> None:
 
 
 def _one_suspect():  # type: ignore[no-untyped-def]
-    from analysis.report import Suspect
+    from analysis.model import Suspect
 
     return Suspect(
         file=__file__, line=9, code="", size_diff=1, count_diff=1, bytes_per_request=1.0,

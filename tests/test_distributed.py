@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memsoak.agent_client import AgentClient
-from memsoak.locust.distributed import split_quota
+from memsoak.locust.quota import split_quota
 from memsoak.run import free_port
 from tests.conftest import REPO
 

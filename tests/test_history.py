@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from analysis.compare import compare_reports
-from analysis.model import Frame, RequestCounts
+from analysis.model import Frame, RequestCounts, Suspect, Verdict
 from analysis.regression import RegressionRule, judge
-from analysis.report import Report, Suspect, Verdict
+from analysis.report import Report
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend
 from memsoak.defaults import parse_duration

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from analysis.call_paths import origin
-from analysis.report import Report, Suspect
+from analysis.model import Suspect
+from analysis.report import Report
 from analysis.trend import Trend
 from analysis.units import human_bytes
 from analysis.writers.svg_chart import Series, line_chart

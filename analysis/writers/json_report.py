@@ -6,9 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from analysis.model import Frame
-from analysis.report import Report, Suspect
-from analysis.retention import RetentionPath
+from analysis.model import Frame, RetentionPath, Suspect
+from analysis.report import Report
 from analysis.trend import Trend
 
 FORMAT = "json"

@@ -46,7 +46,8 @@ def _check_user_classes(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library: the caller registers
         return
-    from memsoak.locust.distributed import DistributedMasterPlugin, WorkerPlugin
+    from memsoak.locust.distributed import DistributedMasterPlugin
+    from memsoak.locust.worker import WorkerPlugin
 
     try:
         _check_user_classes(environment)

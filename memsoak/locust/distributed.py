@@ -24,442 +24,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import gevent
-from gevent.event import AsyncResult, Event
 from locust.env import Environment
 
 from memsoak.agent_client import AgentError
-from memsoak.locust.gate import BudgetSpent
 from memsoak.locust.plugin import MemsoakPlugin
+from memsoak.locust.quota import DRAINED, QuotaCoordinator
+from memsoak.locust.state import Gate
 
 logger = logging.getLogger("memsoak")
 
-QUOTA = "memsoak_quota"  # master -> worker: {"phase", "quota", "measured"}
-DRAINED = "memsoak_drained"  # worker -> master: {"phase", "completed", "failed"}
-WATCH_INTERVAL_S = 2.0
 # A killed worker's last requests may still be reaching the target: its count must hold still
 # this long (between two readings) before the make-up is sized from it.
 SETTLE_S = 1.0
 SETTLE_TRIES = 20
-# A soak's load goes in chunks of about this many seconds: a checkpoint waits for the current
-# one to drain, so this bounds how late it comes.
-CHUNK_S = 1.0
-CHUNK_FIRST_PER_USER = 10
-
-
-def split_quota(total: int, weights: Mapping[str, int]) -> dict[str, int]:
-    """Split `total` into whole shares proportional to `weights` (largest remainder), summing to
-    exactly `total`. Nodes with weight 0 get nothing, unless every weight is 0 (then equal shares)."""
-    if not weights:
-        raise ValueError("no workers to split a quota across")
-    if total < 0:
-        raise ValueError("a quota cannot be negative")
-    names = sorted(weights)
-    weight = {name: max(0, weights[name]) for name in names}
-    if not any(weight.values()):
-        weight = dict.fromkeys(names, 1)
-    weight_sum = sum(weight.values())
-    shares = {name: total * weight[name] // weight_sum for name in names}
-    left = total - sum(shares.values())
-    by_remainder = sorted(names, key=lambda n: (-(total * weight[n] % weight_sum), n))
-    for name in by_remainder[:left]:
-        shares[name] += 1
-    return shares
-
-
-class WorkerGate:
-    """A worker's side of the budget: the same acquire/release as `RequestGate`, but the tokens
-    come from the master, one phase at a time."""
-
-    def __init__(self, report_drained: Callable[[int, int, int], None]) -> None:
-        self._report_drained = report_drained
-        self.limit = 0  # tokens granted so far, all phases
-        self.issued = 0
-        self.completed = 0
-        self.in_flight = 0
-        self.phase = -1
-        self.measured = False
-        self.failed_in_phase = 0
-        self._phase_quota = 0
-        self.closed = False
-        self._open = Event()
-
-    def grant(self, phase: int, quota: int, measured: bool) -> None:
-        self.phase = phase
-        self.measured = measured
-        self._phase_quota = quota
-        self.failed_in_phase = 0
-        self.limit += quota
-        if quota == 0:
-            self._drained()
-        else:
-            self._open.set()
-
-    def acquire(self) -> None:
-        while True:
-            if self.closed:
-                raise BudgetSpent()
-            if self.issued < self.limit:
-                self.issued += 1
-                self.in_flight += 1
-                if self.issued == self.limit:
-                    self._open.clear()
-                return
-            self._open.wait()
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self.completed += 1
-        if self.in_flight == 0 and self.completed == self.limit:
-            self._drained()
-
-    def _drained(self) -> None:
-        self._report_drained(self.phase, self._phase_quota, self.failed_in_phase)
-
-    def close(self) -> None:
-        self.closed = True
-        self._open.set()
-
-
-class WorkerPlugin:
-    """What runs on a `locust --worker`: a gate fed by the master's quotas."""
-
-    def __init__(self) -> None:
-        self.environment: Environment | None = None
-        self.gate: WorkerGate | None = None
-
-    def register(self, environment: Environment) -> None:
-        self.environment = environment
-        environment.memsoak = self  # type: ignore[attr-defined]  # the users' gate lookup
-        runner = environment.runner
-        assert runner is not None
-        runner.register_message(QUOTA, self._on_quota)
-        environment.events.test_start.add_listener(self._on_test_start)
-        environment.events.test_stop.add_listener(self._on_test_stop)
-        environment.events.request.add_listener(self._on_request)
-        self.gate = WorkerGate(self._send_drained)
-
-    def _on_test_start(self, **_: Any) -> None:
-        self.gate = WorkerGate(self._send_drained)
-
-    def _on_test_stop(self, **_: Any) -> None:
-        if self.gate is not None:
-            self.gate.close()
-
-    def _on_request(self, exception: Any = None, **_: Any) -> None:
-        gate = self.gate
-        if exception is not None and gate is not None and gate.measured:
-            gate.failed_in_phase += 1
-
-    def _on_quota(self, msg: Any, **_: Any) -> None:
-        data = msg.data
-        if self.gate is None:
-            self.gate = WorkerGate(self._send_drained)
-        self.gate.grant(int(data["phase"]), int(data["quota"]), bool(data["measured"]))
-
-    def _send_drained(self, phase: int, completed: int, failed: int) -> None:
-        runner = self.environment.runner if self.environment else None
-        if runner is not None:
-            runner.send_message(DRAINED, {"phase": phase, "completed": completed, "failed": failed})
-
-
-class QuotaCoordinator:
-    """The master's side: hands out each phase's requests as quotas and runs the boundary action
-    (`on_boundary(total_completed)`, as `RequestGate` does) once every worker has drained.
-
-    `open_ended` (a time-bound soak): after the last boundary the requests go on in chunks of
-    about CHUNK_S seconds each, every one drained like a phase, and `drain(action)` (the soak
-    clock's checkpoints) runs its action at the end of the current chunk, at an exact count."""
-
-    def __init__(
-        self,
-        plugin: DistributedMasterPlugin,
-        boundaries: Sequence[int],
-        on_boundary: Callable[[int], None],
-        *,
-        open_ended: bool = False,
-    ) -> None:
-        self._plugin = plugin
-        self._boundaries = list(boundaries)
-        self._fixed = len(self._boundaries)  # phases past these are a soak's chunks
-        self.open_ended = open_ended
-        self._chunk = 0  # requests in the last chunk
-        self._chunk_started = 0.0
-        self._chunk_elapsed = 0.0
-        self._drains: list[tuple[Callable[[int], object], AsyncResult]] = []
-        self._on_boundary = on_boundary
-        self._phase = -1
-        self._waiting: dict[str, int] = {}  # worker id -> quota still to be reported drained
-        self._completed_at_boundary = 0
-        self.closed = False
-        self.started = False
-        self._watcher: gevent.Greenlet | None = None
-        self._served_base: int | None = None  # the target's request count before the first quota
-        self._lost_in_phase: list[str] = []  # workers lost with part of this phase's quota
-        self._seen: set[str] = set()  # every worker id that took part
-        self._gone: set[str] = set()  # of those, the ones lost
-        self._exact_completed: int | None = None  # counted by the target, when the load failed
-        self.workers_lost = 0
-        self.requests_resent = 0
-        self.requests_not_made = 0
-
-    @property
-    def budget(self) -> int | None:
-        return None if self.open_ended else self._boundaries[-1]
-
-    def _planned(self) -> str:
-        """What a lost load leaves undone, in words, for the events."""
-        if self.open_ended:
-            return f"of the current chunk (the soak's requests so far: {self._boundaries[-1]})"
-        return f"of the budget of {self._boundaries[-1]}"
-
-    @property
-    def completed(self) -> int:
-        """Exact at each boundary; in between, Locust's aggregated request count (workers report
-        it every few seconds), kept inside the current phase."""
-        if self._exact_completed is not None:
-            return self._exact_completed
-        done = self._completed_at_boundary
-        if not self._waiting or self._phase >= len(self._boundaries):
-            return done
-        stats = self._plugin.environment.stats.total.num_requests if self._plugin.environment else 0
-        return min(max(done, stats), self._boundaries[self._phase])
-
-    def start(self) -> None:
-        if self.started or self.closed:
-            return
-        self.started = True
-        self._served_base = self._plugin.served_count()
-        self._watcher = gevent.spawn(self._watch_workers)
-        self._next_phase()
-
-    def _runner(self) -> Any:
-        environment = self._plugin.environment
-        return environment.runner if environment else None
-
-    def _next_phase(self) -> None:
-        self._phase += 1
-        if self.closed:
-            return
-        if self._phase >= len(self._boundaries):
-            if not self.open_ended:
-                return
-            self._boundaries.append(self._boundaries[-1] + self._chunk_size())
-        phase = self._phase
-        start = self._boundaries[phase - 1] if phase > 0 else 0
-        size = self._boundaries[phase] - start
-        if size == 0:  # e.g. no warm-up: the baseline comes before any request
-            gevent.spawn(self._run_boundary, phase)
-            return
-        if not self._send_quotas(phase, size):
-            self._plugin.distributed_failure("no Locust worker is connected")
-
-    def _chunk_size(self) -> int:
-        """Requests for about CHUNK_S seconds of load, from how long the last chunk took."""
-        users = max(1, sum(self._alive().values()))
-        if self._chunk == 0 or self._chunk_elapsed <= 0:
-            size = CHUNK_FIRST_PER_USER * users
-        else:
-            wanted = self._chunk * CHUNK_S / self._chunk_elapsed
-            size = int(min(max(wanted, self._chunk / 4), self._chunk * 4))
-        self._chunk = max(users, size)
-        self._chunk_started = time.monotonic()
-        return self._chunk
-
-    def drain(self, action: Callable[[int], object]) -> None:
-        """Send no more chunks after the current one; when it has drained, run
-        `action(completed)`, then go on. Blocks the calling greenlet meanwhile."""
-        if self.closed:
-            return
-        done = AsyncResult()
-        self._drains.append((action, done))
-        done.wait()
-
-    def _after_chunk(self, phase: int) -> None:
-        drains, self._drains = self._drains, []
-        for action, done in drains:
-            try:
-                action(self._boundaries[phase])
-            finally:
-                done.set(None)
-        self._next_phase()
-
-    def _alive(self) -> dict[str, int]:
-        """The connected workers and the users each runs."""
-        runner = self._runner()
-        if runner is None:
-            return {}
-        return {
-            node.id: sum(node.user_classes_count.values())
-            for node in (*runner.clients.running, *runner.clients.spawning, *runner.clients.ready)
-        }
-
-    def _send_quotas(self, phase: int, size: int) -> list[str]:
-        """Split `size` requests of `phase` over the connected workers; the ones that got some."""
-        workers = self._alive()
-        if not workers:
-            return []
-        start = self._boundaries[phase - 1] if phase > 0 else 0
-        measured = start >= self._plugin.settings.warmup
-        quotas = split_quota(size, workers)
-        self._waiting = {worker: quota for worker, quota in quotas.items() if quota > 0}
-        runner = self._runner()
-        for worker, quota in self._waiting.items():
-            runner.send_message(QUOTA, {"phase": phase, "quota": quota, "measured": measured}, worker)
-        return sorted(self._waiting)
-
-    def on_drained(self, worker: str, data: Mapping[str, Any]) -> None:
-        if self.closed or data.get("phase") != self._phase or worker not in self._waiting:
-            return
-        expected = self._waiting.pop(worker)
-        completed = int(data.get("completed", -1))
-        if completed != expected:
-            self._plugin.distributed_failure(
-                f"worker {worker} completed {completed} requests of a quota of {expected}"
-            )
-            return
-        self._plugin.failed_measured += int(data.get("failed", 0))
-        if not self._waiting:
-            self._phase_drained(self._phase)
-
-    def _phase_drained(self, phase: int) -> None:
-        if self._lost_in_phase:
-            gevent.spawn(self._make_up, phase)
-        elif phase >= self._fixed:
-            self._completed_at_boundary = self._boundaries[phase]
-            self._chunk_elapsed = time.monotonic() - self._chunk_started
-            gevent.spawn(self._after_chunk, phase)
-        else:
-            self._completed_at_boundary = self._boundaries[phase]
-            gevent.spawn(self._run_boundary, phase)
-
-    def _make_up(self, phase: int) -> None:
-        """Every worker still there has drained, but some were lost with part of their quota:
-        count on the target what was done and send the rest to the workers still there."""
-        if self.closed:
-            return
-        lost = ", ".join(self._lost_in_phase)
-        self._lost_in_phase = []
-        boundary = self._boundaries[phase]
-        served = self._plugin.settled_served_count()
-        if served is None or self._served_base is None:
-            self._plugin.distributed_failure(
-                f"lost Locust worker(s) {lost}: the agent could not count the requests they finished, "
-                "so the budget cannot be kept exact"
-            )
-            return
-        done = served - self._served_base
-        missing = boundary - done
-        if missing < 0:
-            self._plugin.distributed_failure(
-                f"the target served {done} requests since the load began, {-missing} more than the "
-                f"{boundary} the budget allows by now (another client, or a lost worker came back?)"
-            )
-            return
-        if missing == 0:
-            self._plugin.note(f"lost Locust worker(s) {lost} had finished their quota: nothing to re-send")
-            self._phase_drained(phase)
-            return
-        if self.closed:
-            return
-        sent_to = self._send_quotas(phase, missing)
-        if not sent_to:
-            self.requests_not_made = self._boundaries[-1] - done
-            self._exact_completed = done
-            self._plugin.distributed_failure(
-                f"lost Locust worker(s) {lost} and no worker left: {missing} requests of this phase "
-                f"and {self.requests_not_made} {self._planned()} were not made (the target served {done})"
-            )
-            return
-        self.requests_resent += missing
-        self._plugin.note(
-            f"re-sent the {missing} requests lost Locust worker(s) {lost} left unfinished to "
-            f"worker(s) {', '.join(sent_to)} (the target had served {done} of the {boundary} due by now)"
-        )
-
-    def resume(self) -> None:
-        """The local gate's early resume, not done here: the next phase's quotas go out once the
-        boundary's action has finished, as they always have (a round trip to every worker)."""
-
-    def _run_boundary(self, phase: int) -> None:
-        self._completed_at_boundary = self._boundaries[phase]
-        self._on_boundary(self._boundaries[phase])
-        self._next_phase()
-
-    def _check_workers(self) -> None:
-        """Note workers gone missing (no heartbeat, or dropped by Locust since); take a lost
-        worker's unfinished quota out of the phase, which is made up once the others drain."""
-        runner = self._runner()
-        if runner is None:
-            return
-        known = {node.id for node in runner.clients.all}
-        self._seen.update(known)
-        missing = {node.id for node in runner.clients.missing}
-        gone = sorted((missing | (self._seen - known)) - self._gone)
-        if not gone:
-            return
-        self._gone.update(gone)
-        self.workers_lost += len(gone)
-        pending = [worker for worker in gone if worker in self._waiting]
-        if not pending:
-            self._plugin.note(f"Locust worker(s) {', '.join(gone)} lost (no heartbeat) with no quota pending")
-            return
-        quota = sum(self._waiting.pop(worker) for worker in pending)
-        self._lost_in_phase.extend(pending)
-        self._plugin.note(
-            f"Locust worker(s) {', '.join(gone)} lost (no heartbeat) during the phase ending at "
-            f"{self._boundaries[self._phase]} requests, with a quota of {quota} not reported done"
-        )
-        if not self._waiting:
-            self._phase_drained(self._phase)
-
-    def _watch_workers(self) -> None:
-        """A worker that disconnects mid-phase would leave the phase waiting forever."""
-        while not self.closed:
-            gevent.sleep(WATCH_INTERVAL_S)
-            self._check_workers()
-
-    def account_for_lost(self) -> None:
-        """At a test stop memsoak did not ask for (Locust stops a test whose last worker went
-        missing, say), with workers lost mid-phase: count on the target what was done, and fail."""
-        if self.closed or not self.started:
-            return
-        self.close()  # the test is over: nothing is made up now
-        self._check_workers()
-        lost = self._lost_in_phase
-        if not lost:
-            return
-        served = self._plugin.settled_served_count()
-        if served is None or self._served_base is None:
-            self._plugin.distributed_failure(
-                f"lost Locust worker(s) {', '.join(lost)}; the agent could not count the requests done"
-            )
-            return
-        done = served - self._served_base
-        self._exact_completed = done
-        self.requests_not_made = max(0, self._boundaries[-1] - done)
-        self._plugin.distributed_failure(
-            f"lost Locust worker(s) {', '.join(lost)} and the test stopped: {self.requests_not_made} "
-            f"requests {self._planned()} were not made (the target served {done})"
-        )
-
-    def close(self) -> None:
-        self.closed = True
-        drains, self._drains = self._drains, []
-        for _, done in drains:
-            done.set(None)
-        if self._watcher is not None and self._watcher is not gevent.getcurrent():
-            self._watcher.kill(block=False)
 
 
 class DistributedMasterPlugin(MemsoakPlugin):
     """The plugin on `locust --master`: snapshots and reports as usual; the budget is kept by a
     `QuotaCoordinator` instead of a local gate (the master runs no users)."""
 
-    SHALLOW_SETTLING = False
+    GATE_MOVES_END = False
 
     def register(self, environment: Environment) -> None:
         super().register(environment)
@@ -468,11 +56,8 @@ class DistributedMasterPlugin(MemsoakPlugin):
         runner.register_message(DRAINED, self._on_drained)
         environment.events.spawning_complete.add_listener(self._on_spawning_complete)
 
-    def _make_gate(self, boundaries: list[int]) -> Any:
-        return QuotaCoordinator(self, boundaries, self._on_boundary)
-
-    def _make_soak_gate(self, warmup: int) -> Any:
-        return QuotaCoordinator(self, [warmup], self._on_boundary, open_ended=True)
+    def _make_gate(self, boundaries: list[int], on_boundary: Callable[[int], None], open_ended: bool) -> Gate:
+        return QuotaCoordinator(self, boundaries, on_boundary, open_ended=open_ended)
 
     def _end_soak(self) -> None:
         # The workers' users are stopped mid-request by a quit: end at a drained chunk instead,
@@ -502,7 +87,7 @@ class DistributedMasterPlugin(MemsoakPlugin):
 
     def _on_test_stop(self, environment: Environment, **kwargs: Any) -> None:
         gate = self.gate
-        if isinstance(gate, QuotaCoordinator) and not self._interrupted:
+        if isinstance(gate, QuotaCoordinator) and not self.session.interrupted:
             gate.account_for_lost()
         super()._on_test_stop(environment, **kwargs)
 
@@ -522,7 +107,7 @@ class DistributedMasterPlugin(MemsoakPlugin):
         try:
             return int(self.agent.status()["requests_served"])
         except (AgentError, KeyError, TypeError, ValueError) as exc:
-            self._event(f"reading the target's request count failed: {exc}")
+            self.session.event(f"reading the target's request count failed: {exc}")
             return None
 
     def settled_served_count(self) -> int | None:
@@ -536,15 +121,18 @@ class DistributedMasterPlugin(MemsoakPlugin):
             last = now
         return None
 
+    def count_failed(self, failed: int) -> None:
+        self.session.failed_measured += failed
+
     def note(self, message: str) -> None:
-        self._event(message)
+        self.session.event(message)
         logger.warning("memsoak: %s", message)
 
     def distributed_failure(self, message: str) -> None:
         """The budget cannot be kept: the run ends with exit 3 and the report of what was done."""
-        if self.load_failed:
+        if self.session.load_failed:
             return
-        self.load_failed = True
-        self._event(f"load failed at {time.strftime('%Y-%m-%d %H:%M:%S %z')}: {message}")
+        self.session.load_failed = True
+        self.session.event(f"load failed at {time.strftime('%Y-%m-%d %H:%M:%S %z')}: {message}")
         logger.error("memsoak: %s", message)
         self._quit()

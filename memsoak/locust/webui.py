@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from analysis.model import RunData, Sample, Snapshot, Suspect
+from analysis.report import Report
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
 from analysis.units import human_bytes
+from memsoak.locust.options import Settings
 
 if TYPE_CHECKING:
     from flask import Response
     from locust.web import WebUI
 
-    from analysis.report import Suspect
-    from memsoak.locust.plugin import MemsoakPlugin
 
 KEY = "memsoak-memory"
 TITLE = "Memory"
@@ -39,8 +40,28 @@ COLUMNS = (
 )
 
 
+class Progress(Protocol):
+    @property
+    def completed(self) -> int: ...
+
+
+class RunView(Protocol):
+    """What the tab reads of the plugin: what it gathered, never the agent."""
+
+    settings: Settings
+    report: Report | None
+
+    @property
+    def data(self) -> RunData: ...
+    @property
+    def gate(self) -> Progress | None: ...
+    def latest_reading(self) -> Sample | Snapshot | None: ...
+    def latest_memory(self) -> tuple[int | None, int | None]: ...
+    def snapshots_for_analysis(self, thresholds: Thresholds) -> list[Snapshot]: ...
+
+
 class MemoryTab:
-    def __init__(self, plugin: MemsoakPlugin) -> None:
+    def __init__(self, plugin: RunView) -> None:
         self.plugin = plugin
         self._suspects: tuple[Suspect, ...] = ()
         self._suspects_for = 0  # how many snapshots the cached suspects were computed from

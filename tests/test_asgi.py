@@ -5,6 +5,7 @@ serve`, multi-worker targets, and a FastAPI app forced through WSGI failing ever
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -14,9 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import requests
 
 from memsoak.agent import AsgiAgent
 from memsoak.agent_client import AgentClient
@@ -37,9 +38,30 @@ def lifespan_target(tmp_path: Path) -> Iterator[TargetProcess]:
     target.stop()
 
 
-def get(url: str, token: str | None = TOKEN, **kwargs: Any) -> requests.Response:
+class Answer:
+    def __init__(self, status_code: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code, self.headers, self.body = status_code, headers, body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def get(url: str, token: str | None = TOKEN, method: str = "GET", data: bytes | None = None) -> Answer:
+    # http.client, not requests: urllib3 imported before Locust's gevent patching breaks the
+    # suite's later Locust imports (ssl).
+    parts = urlsplit(url)
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return requests.request(kwargs.pop("method", "GET"), url, headers=headers, timeout=30, **kwargs)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request(method, parts.path or "/", body=data, headers=headers)
+        response = connection.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
 
 
 def test_the_door_under_uvicorn_is_the_wsgi_agents(lifespan_target: TargetProcess) -> None:

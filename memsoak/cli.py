@@ -235,9 +235,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_interface(p: _Parser) -> None:
+    from memsoak.hosting import INTERFACES
+
     p.add_argument(
         "--interface",
-        choices=("auto", "asgi", "wsgi"),
+        choices=INTERFACES,
         default="auto",
         help="the app's interface (default auto: ASGI when its __call__ is a coroutine function, as "
         "uvicorn tells; ASGI apps are served by uvicorn)",

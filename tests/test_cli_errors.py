@@ -84,12 +84,15 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("run", "--native-min-bytes-per-request"): ["-1", "x", "nan"],
     ("run", "--native-min-total-bytes"): ["-1", "x"],
     ("run", "--native-traced-share"): ["-1", "x", "nan"],
+    ("run", "--max-failed-share"): ["-1", "x", "nan", "1.5"],
+    ("run", "--interface"): ["asgi2", ""],
     ("run", "--retention-seconds"): ["-1", "x", "121"],
     ("serve", "--no-trace"): ["yes"],
     ("serve", "--quick-exit"): ["yes"],
     ("serve", "--server"): ["uwsgi"],
     ("serve", "--workers"): ["0", "x"],
     ("serve", "--worker-class"): ["threads!"],
+    ("serve", "--interface"): ["wsgi3"],
     ("history", "--history"): [str(REPO), ""],
     ("history", "--scenario"): ["", "two\nlines"],
     ("history", "--limit"): ["0", "x"],
@@ -118,6 +121,7 @@ LATE |= {
         "--native-min-bytes-per-request",
         "--native-min-total-bytes",
         "--native-traced-share",
+        "--max-failed-share",
         "--retention-seconds",
     )
     for value in values

@@ -45,12 +45,16 @@ def finish(
             f"{measured - snapshots[-1].requests} requests after the last snapshot (at "
             f"{snapshots[-1].requests}) are left out of the per-request figures"
         )
+    failed_requests = session.failed_measured
     if (session.interrupted or session.target_failed) and snapshots:
         measured = snapshots[-1].requests
+        # Only the failures among those requests (counted as of the last snapshot): the ones
+        # after it hit a target already dying, and say no more than its death does.
+        failed_requests = min(failed_requests, data.requests.failed)
     data.requests = RequestCounts(
         warmup=min(completed, settings.warmup) + session.offset,
         measured=measured,
-        failed=session.failed_measured,
+        failed=failed_requests,
         window=window,
     )
     data.locust_stats = locust_stats

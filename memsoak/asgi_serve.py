@@ -73,8 +73,9 @@ def serve_asgi(target: AsgiTarget) -> int:
         ready["token"] = target.token
     for signum in (signal.SIGTERM, signal.SIGINT):
         # uvicorn handles these itself while it serves, then raises the signal again under the
-        # handler it found: this one, so that a stop is exit 0 as under `memsoak.serve`.
-        signal.signal(signum, lambda *_: None)
+        # handler it found: this one, so that a stop is exit 0 as under `memsoak.serve`. One
+        # that comes before uvicorn's own handlers are in still stops it.
+        signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
     started = asyncio.run(_serve(server, sock, ready))
     if target.quick_exit:
         gc.freeze()  # as memsoak.serve: no whole-heap collections at exit

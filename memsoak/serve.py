@@ -112,9 +112,11 @@ def serve(
     ready: dict[str, Any] = {"url": f"http://{shown_host}:{bound_port}", "pid": os.getpid()}
     if generated:
         ready["token"] = token
-    print(json.dumps(ready), flush=True)
+    # Before the ready line: whoever reads it may stop the target at once, and a SIGTERM before
+    # the handler would kill it without its exit handlers.
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, server.stop)
+    print(json.dumps(ready), flush=True)
     server.serve_forever()
     if quick_exit:
         # The interpreter's exit collects garbage several times over the whole heap (0.2 s for

@@ -12,6 +12,7 @@ from analysis.call_paths import deepen
 from analysis.driven import driven_growth
 from analysis.model import (
     Checkpoint,
+    Phase,
     RequestCounts,
     RequestFailure,
     RetentionPath,
@@ -24,11 +25,12 @@ from analysis.model import (
     WorkerRow,
     WorkerSuspect,
 )
+from analysis.native import NativeWindow, explain, read_native
 from analysis.retention import read_retention, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend, memory_trend
-from analysis.verdict import decide
+from analysis.verdict import NATIVE_HINT, decide
 
 __all__ = [
     "Checkpoint",
@@ -60,8 +62,13 @@ class Report:
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+<<<<<<< HEAD
     failures: tuple[RequestFailure, ...] = ()  # the first failed measured requests
     target_errors: tuple[str, ...] = ()  # the last exception lines of the target's log
+=======
+    phases: tuple[Phase, ...] = ()  # what ran, in order
+    native: NativeWindow | None = None  # the native window's sites, when one ran
+>>>>>>> main
 
 
 def worker_rows(first: Snapshot, last: Snapshot, suspects: tuple[Suspect, ...] = ()) -> tuple[WorkerRow, ...]:
@@ -149,6 +156,10 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         failures=run.failures,
         target_errors=run.target_errors,
     )
+    native = read_native(run.native, rss.per_request) if run.native else None
+    if native is not None and verdict.kind == "native-leak":
+        # What the window found stands where the verdict would send the user to another tool.
+        verdict = replace(verdict, explanation=verdict.explanation.replace(NATIVE_HINT, explain(native)))
     return Report(
         verdict=verdict,
         requests=run.requests,
@@ -162,8 +173,13 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
+<<<<<<< HEAD
         failures=tuple(run.failures),
         target_errors=tuple(run.target_errors),
+=======
+        phases=tuple(run.phases),
+        native=native,
+>>>>>>> main
     )
 
 

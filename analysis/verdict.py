@@ -31,6 +31,12 @@ from analysis.model import RequestFailure, Suspect, Verdict
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend
 
+# Where a native-leak verdict ends when no native window ran; a window's findings replace it
+# (analysis/report.py).
+NATIVE_HINT = (
+    "Use a native profiler to find it: `memray run --native` (then `memray flamegraph --leaks`) or heaptrack."
+)
+
 
 def leak_confidence(suspect: Suspect, snapshot_count: int) -> float:
     if snapshot_count < 3:
@@ -144,9 +150,7 @@ def decide(
             f"RSS grows {rss_rate:,.0f} bytes per request between snapshots while Python's traced "
             f"memory (with tracemalloc's own) grows {traced_rate:,.0f}: {untraced_rate:,.0f} bytes "
             "per request come from outside Python's allocators (C extensions, ctypes, native "
-            "libraries). tracemalloc cannot see this memory, so no line is named. Use a native "
-            "profiler to find it: `memray run --native` (then `memray flamegraph --leaks`) or "
-            "heaptrack.",
+            "libraries). tracemalloc cannot see this memory, so no line is named. " + NATIVE_HINT,
         )
     slowing = [s for s in suspects if limits.plateau_ratio <= s.late_ratio < limits.steady_ratio]
     if slowing:

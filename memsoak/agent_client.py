@@ -78,6 +78,11 @@ class AgentClient:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout
+        self._closed: str | None = None
+
+    def close(self, reason: str) -> None:
+        """Send nothing more: every call from now on fails at once, with `reason`."""
+        self._closed = reason
 
     def _call(
         self,
@@ -88,6 +93,8 @@ class AgentClient:
     ) -> bytes:
         """The response body, retrying while the agent rate-limits (HTTP 429), within the timeout.
         `on_headers` runs once a successful response's headers are in, before its body is read."""
+        if self._closed is not None:
+            raise AgentUnreachable(f"no more requests to the agent: {self._closed}")
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -121,7 +128,8 @@ class AgentClient:
                 ) from None
             if exc.code == RATE_LIMITED:
                 raise _RateLimited(_retry_after_s(exc.headers.get("Retry-After"))) from None
-            raise AgentError(f"the agent at {self.base_url} answered HTTP {exc.code} to {name}") from None
+            answered = f"the agent at {self.base_url} answered HTTP {exc.code} to {name}"
+            raise AgentError(answered + _refusal(exc)) from None
         except TimeoutError:
             raise AgentTimeout(
                 f"the agent at {self.base_url} did not answer {name} within {self.timeout:g} s"
@@ -183,3 +191,23 @@ class AgentClient:
 
     def set_tracing(self, enable: bool, frames: int | None = None) -> dict[str, Any]:
         return self._json("POST", "tracing", {"enable": enable, "frames": frames})
+
+    def start_native(self, max_seconds: float) -> dict[str, Any]:
+        """Start memray's tracker with native stacks in the target (memsoak/agent/native.py)."""
+        return self._json("POST", "native/start", {"max_seconds": max_seconds})
+
+    def stop_native(self) -> dict[str, Any]:
+        """Stop it and answer {"windows": [one per process: {"requests", "rss_start", "rss_end",
+        "stacks": [{"bytes", "count", "frames": [[function, file, line], ...]}], ...}]}."""
+        return self._json("POST", "native/stop", {})
+
+
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    """The agent's own reason (its JSON `error`), when it gave one: a 409 says why it cannot
+    (a native window where memray is missing, say)."""
+    try:
+        doc = json.loads(exc.read(4096))
+    except (OSError, ValueError, http.client.HTTPException):
+        return ""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    return f": {error[:300]}" if isinstance(error, str) and error else ""

@@ -48,9 +48,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     from memsoak.defaults import (
         DEFAULT_CHECKPOINTS,
         DEFAULT_HISTORY,
+        DEFAULT_NATIVE_WINDOW,
         DEFAULT_REQUESTS,
         DEFAULT_SPAWN_RATE,
         DEFAULT_WARMUP,
+        MAX_NATIVE_WINDOW,
     )
     from memsoak.run import DEFAULT_APP, DEFAULT_LOCUSTFILE
 
@@ -136,6 +138,13 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--until-confident",
         action="store_true",
         help="stop as soon as the verdict is settled (--requests is then the cap)",
+    )
+    p.add_argument(
+        "--native-window",
+        type=int_in(0, MAX_NATIVE_WINDOW),
+        metavar="N",
+        help=f"after a native-leak verdict, record N more requests with memray to name the native "
+        f"sites (0: never; default {DEFAULT_NATIVE_WINDOW})",
     )
     p.add_argument(
         "--watch",
@@ -229,6 +238,7 @@ def _run(args: argparse.Namespace) -> int:
             fail_on_regression=args.fail_on_regression,
             until_confident=args.until_confident,
             watch=args.watch,
+            native_window=args.native_window,
             verdict_args=tuple(verdict_args),
         )
     )

@@ -14,6 +14,11 @@ DEFAULT_CHECKPOINTS = 5
 DEFAULT_SPAWN_RATE = 100.0  # Locust warns above this
 DEFAULT_HISTORY = Path("memsoak-out") / "history.sqlite"
 DEFAULT_RETENTION_SECONDS = 20.0
+# Requests recorded with memray after a native-leak verdict (memsoak/agent/native.py): enough for
+# a per-request leak to stand out of one-off blocks by count, few enough that the tracker's cost
+# (bench/native_window.py) is paid for seconds.
+DEFAULT_NATIVE_WINDOW = 300
+MAX_NATIVE_WINDOW = 100_000
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -21,10 +21,13 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import tracemalloc
 from typing import Any
+
+from memsoak import lifeline
 
 _env = os.environ
 
@@ -53,6 +56,9 @@ def when_ready(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
+    # The arbiter stops its workers as it stops; one that dies without doing so (killed
+    # outright) leaves nobody to: each worker then ends at once, its forked children with it.
+    lifeline.end_with_parent(signal.SIGKILL, server.pid)
     tracemalloc.start(int(_env.get("MEMSOAK_FRAMES", "10")))
 
 

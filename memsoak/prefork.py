@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from memsoak import lifeline
 from memsoak.errors import MemsoakError
 
 READY_TIMEOUT_S = 120.0
@@ -96,12 +97,15 @@ def serve_forked(
     run_dir = tempfile.mkdtemp(prefix="memsoak-agent-")
     sock = listen(host, port)
     children: list[int] = []
+    parent_pid = os.getpid()
     try:
         for _ in range(workers):
             pid = os.fork()
             if pid == 0:
                 code = 1
                 try:
+                    # The parent stops its workers as it stops; killed outright it cannot.
+                    lifeline.end_with_parent(signal.SIGKILL, parent_pid)
                     code = _serve_child(sock, spec, app_dir, token, frames, trace, allow, run_dir)
                 finally:
                     os._exit(code)

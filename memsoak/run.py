@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from memsoak import lifeline
 from memsoak.agent_client import AgentClient
 from memsoak.errors import MemsoakError, TargetError
 from memsoak.history import History
@@ -62,6 +63,7 @@ class RunOptions:
     fail_on_regression: bool = False
     until_confident: bool = False
     watch: bool = False
+    native_window: int | None = None  # None: the plugin's default
     verdict_args: tuple[tuple[str, str], ...] = ()  # (Locust option without --memsoak-, value)
 
     @property
@@ -142,6 +144,11 @@ def locust_command(options: RunOptions, url: str) -> list[str]:
         command.append("--memsoak-until-confident")
     if options.watch:
         command.append("--memsoak-watch")
+    if options.frames:
+        # A depth asked for is the depth the series is traced at, not one frame and windows.
+        command += ["--memsoak-frames", str(options.frames)]
+    if options.native_window is not None:
+        command += ["--memsoak-native-window", str(options.native_window)]
     for option, value in options.verdict_args:
         command += [f"--memsoak-{option}", value]
     return command
@@ -164,6 +171,7 @@ def _start_locust_workers(
                     [sys.executable, "-m", "locust", "-f", locustfiles(options), "--worker",
                      "--master-host", "127.0.0.1", "--master-port", str(master_port)],
                     stdout=log, stderr=subprocess.STDOUT, env=env,
+                    preexec_fn=lifeline.preexec(signal.SIGTERM),
                 )
             )  # fmt: skip
     return workers
@@ -190,7 +198,13 @@ def _drive_locust(
     """Locust's exit code, and whether the run was interrupted (Ctrl-C)."""
     from memsoak.progress import ENV as PROGRESS_ENV
 
-    env = {**os.environ, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1"}
+    # Whatever ends this process, each Locust process ends with it (lifeline.py): the kernel
+    # sends it SIGTERM, and it watches for its parent to go (memsoak/locust/conductor.py).
+    conducted = {lifeline.ENV_PID: str(os.getpid())}
+    env = {
+        **os.environ, **conducted, "LOCUST_MEMSOAK_AGENT_TOKEN": token, PROGRESS_ENV: "1",
+        lifeline.ENV_LOG: str(options.out / "locust.log"),
+    }  # fmt: skip
     command = locust_command(options, url)
     if target is not None:
         command += ["--memsoak-agent-wait", f"{START_TIMEOUT_S:g}"]
@@ -201,7 +215,7 @@ def _drive_locust(
         command += ["--master", "--expect-workers", str(options.workers), "--expect-workers-max-wait", "60",
                     "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]  # fmt: skip
         # Workers need no token: only the master talks to the agent.
-        workers = _start_locust_workers(options, port, {**os.environ})
+        workers = _start_locust_workers(options, port, {**os.environ, **conducted})
     try:
         return _run_locust_master(command, env, options.out / "locust.log", target)
     finally:
@@ -213,7 +227,8 @@ def _run_locust_master(
 ) -> tuple[int, bool]:
     from memsoak.progress import SUMMARY, TerminalView
 
-    with open(log_path, "w", encoding="utf-8") as log:
+    # Line-buffered: what Locust said is on disk even if this process is killed the next moment.
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
         # Started before the terminal view is made: Locust's imports are the longest step of a
         # run's start (the target's run alongside), and rich's would hold them up.
         process = subprocess.Popen(
@@ -223,6 +238,7 @@ def _run_locust_master(
             env=env,
             text=True,
             bufsize=1,
+            preexec_fn=lifeline.preexec(signal.SIGTERM),
         )
         with TerminalView() as view:
             if target is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis.native import site_summary
 from analysis.report import Report
 from analysis.units import human_bytes
 
@@ -24,6 +25,10 @@ def summary_lines(report: Report, paths: Sequence[Path]) -> list[str]:
             f"memsoak: suspect {suspect.file}:{suspect.line}  {suspect.code}  "
             f"{suspect.bytes_per_request:,.0f} B/request, {human_bytes(suspect.size_diff)} in all"
         )
+    if report.native is not None:
+        for site in report.native.sites[:3]:
+            per_request = f"{site.bytes_per_request:,.0f} B/request"
+            lines.append(f"memsoak: native site {site_summary(site)}  {per_request}")
     held = report.suspects[0].retention if report.suspects else None
     if held is not None and held.found:
         lines.append(f"memsoak: held by {held.summary}")

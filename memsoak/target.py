@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import selectors
@@ -16,23 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memsoak import lifeline
 from memsoak.errors import MemsoakError, TargetError
 
 START_TIMEOUT_S = 60.0
 EXIT_BAD_APP = 2  # memsoak.serve's exit code for an app it cannot import or serve
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _end_with_parent() -> None:
-    """In the target, before it starts: SIGTERM when memsoak dies, even killed outright
-    (SIGKILL, OOM), so no server outlives the run that started it. Linux only; elsewhere the
-    target goes on until stopped."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 class TargetProcess:
@@ -83,14 +70,16 @@ class TargetProcess:
         log = open(log_path, "ab")  # the child keeps writing to it
         try:
             # Its own session: a Ctrl-C at the terminal reaches memsoak and Locust, which still
-            # need the target for the final snapshot; memsoak stops it itself.
+            # need the target for the final snapshot; memsoak stops it itself. It gets SIGTERM
+            # when memsoak dies, even killed outright (SIGKILL, OOM): no server outlives the run
+            # that started it.
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_end_with_parent,
+                preexec_fn=lifeline.preexec(signal.SIGTERM),
             )
         finally:
             log.close()

@@ -46,6 +46,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("run", "--out"): [f"{FILE}/out"],
     ("run", "--fail-on-leak"): ["yes"],
     ("run", "--frames"): ["0", "101", "deep"],
+    ("run", "--native-window"): ["-1", "100001", "1.5", "many"],
     ("run", "--max-time"): ["0", "-60", "1h"],
     ("run", "--agent-timeout"): ["0", "nan", "inf", "-1", "soon"],
     ("serve", ""): ["nocolon", "mod:", "no_such_module_for_memsoak_tests:app"],

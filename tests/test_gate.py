@@ -96,6 +96,24 @@ def test_a_boundary_can_end_the_run_early_after_a_few_more_requests() -> None:
         gate.end_at(50)  # not from a boundary's action
 
 
+def test_the_last_boundary_can_add_requests_for_users_already_waiting() -> None:
+    """The default run's last snapshot comes at its last request; the windows after it add
+    requests from there. Users that asked for a token while that action ran must get them."""
+    seen: list[tuple[int, int]] = []
+    gate: RequestGate
+
+    def on_boundary(count: int) -> None:
+        seen.append((count, gate.in_flight))
+        gevent.sleep(0.01)  # every user is back asking by now
+        if count in (20, 30):
+            gate.end_at(count + 10)
+
+    gate = RequestGate([10, 20], on_boundary)
+    sent = _drive(gate, 5, seen)
+    assert sent == 40 == gate.completed
+    assert seen == [(10, 0), (20, 0), (30, 0), (40, 0)]
+
+
 def test_an_action_can_resume_the_load_before_it_ends() -> None:
     """A forked snapshot: the action resumes the load once the state is taken and goes on
     (receiving the document) while requests flow towards the next boundary, even past it."""

@@ -42,6 +42,18 @@ def test_seed_leak_reproduces_the_write_up(memsoak, tmp_path: Path) -> None:
     # The terminal names the verdict and the guilty line; the Markdown report exists.
     assert "verdict LEAK" in result.stdout and "fetchuserdata.py:6" in result.stdout
     assert "users_list.extend(data)" in (out / "report.md").read_text()
+    # What ran: the series one frame deep, the cheapest depth, then the call paths deeper; the
+    # parameters say the depth the series was traced at.
+    assert [(p["name"], p["requests"], p["frames"]) for p in report["phases"]] == [
+        ("warm-up requests", 200, 0),
+        ("measured", 10000, 1),
+        ("watching the call paths", 100, 10),
+    ]
+    assert report["parameters"]["frames"] == 1 and report["requests"]["window"] == 100
+    assert (
+        "What ran: 200 warm-up requests, untraced; 10,000 measured, traced 1 frame deep"
+        in (out / "report.md").read_text()
+    )
 
 
 def test_seed_fixed_is_not_a_leak(memsoak, tmp_path: Path) -> None:

@@ -22,10 +22,12 @@ def test_tracing_starts_at_the_baseline_at_the_targets_depth(
     result = memsoak(
         "run", "--host", target.url, "--agent-token", token,
         "--requests", "400", "--warmup", "100", "--checkpoints", "3", "--out", str(out),
+        "--frames", "3",  # a depth asked for: the whole series at it, no window after
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     report = json.loads((out / "report.json").read_text())
     assert any("tracing on at the baseline (3 frames)" in e for e in report["events"])
+    assert report["parameters"]["frames"] == 3 and "window" not in report["requests"]
     snapshots = sorted((out / "snapshots").glob("*.json"))
     docs = [json.loads(p.read_text()) for p in snapshots]
     assert [d["frames_limit"] for d in docs] == [3] * len(docs)
@@ -37,6 +39,29 @@ def test_tracing_starts_at_the_baseline_at_the_targets_depth(
     assert 30_000 < top["bytes_per_request"] < 50_000
     # A target that outlives the run is left as untraced as it was found.
     assert agent.status()["tracing"] is False
+
+
+def test_the_default_series_is_traced_one_frame_deep_and_its_paths_at_the_targets_depth(
+    start_target: Callable[..., TargetProcess], memsoak: Callable[..., Any], token: str, tmp_path: Path
+) -> None:
+    target = start_target("targets.seed_leak.app:app", frames=3, extra_args=("--no-trace",))
+    out = tmp_path / "out"
+    result = memsoak(
+        "run", "--host", target.url, "--agent-token", token,
+        "--requests", "400", "--warmup", "100", "--checkpoints", "3", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert any("tracing on at the baseline (1 frames;" in e for e in report["events"])
+    docs = [json.loads(p.read_text()) for p in sorted((out / "snapshots").glob("*.json"))]
+    assert [d["frames_limit"] for d in docs] == [1] * len(docs) and len(docs) == 4
+    top = report["suspects"][0]
+    assert top["file"].endswith("seed_leak/fetchuserdata.py") and top["line"] == 6
+    assert 30_000 < top["bytes_per_request"] < 50_000
+    assert len(top["traceback"]) == 3 and top["paths_seen"] == 1  # deepened to the target's depth
+    assert report["requests"] == {"warmup": 100, "measured": 400, "failed": 0, "window": 100}
+    assert [(p["requests"], p["frames"]) for p in report["phases"]] == [(100, 0), (400, 1), (100, 3)]
+    assert report["parameters"]["frames"] == 1
 
 
 def test_memsoak_run_starts_its_target_untraced(memsoak: Callable[..., Any], tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 from analysis.call_paths import origin
 from analysis.model import Suspect
+from analysis.native import site_summary
+from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.trend import Trend
 from analysis.units import human_bytes
@@ -104,7 +106,7 @@ def _suspect_row(index: int, suspect: Suspect) -> dict[str, Any]:
         "steady": getattr(suspect, "steady", None),
         "user_frame": suspect.user_frame,
         "traceback": suspect.traceback,
-        "traceback_origin": origin(suspect.paths_seen),
+        "traceback_origin": origin(suspect.paths_seen, suspect.path_kept),
     }
 
 
@@ -141,7 +143,10 @@ def context(report: Report) -> dict[str, Any]:
         "suspects_svg": suspects_chart(report) if report.suspects else "",
         "suspects": [_suspect_row(i, s) for i, s in enumerate(report.suspects)],
         "parameters": sorted(report.parameters.items()),
+        "phases": phases_line(report.phases),
         "locust_stats": _stats_rows(report.locust_stats),
+        "native": report.native,
+        "native_sites": [(site_summary(s), s) for s in report.native.sites] if report.native else [],
         "workers_rss": (
             sum(row.rss_start for row in report.workers),
             sum(row.rss_end for row in report.workers),

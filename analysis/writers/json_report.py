@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from analysis.model import Frame, RetentionPath, Suspect
+from analysis.native import native_to_dict
 from analysis.report import Report
 from analysis.trend import Trend
 
@@ -39,6 +40,7 @@ def _suspect(suspect: Suspect) -> dict[str, Any]:
         "traceback": [_frame(f) for f in suspect.traceback],
         "user_frame": _frame(suspect.user_frame) if suspect.user_frame else None,
         "paths_seen": suspect.paths_seen,
+        "path_kept": suspect.path_kept,
         "growth": list(suspect.growth),
         "steady": suspect.steady,
         "fit": {
@@ -104,10 +106,16 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         # Per process of a multi-worker target; "suspects": the top merged suspects in that
         # process ({file, line, rank, size_diff, bytes_per_request, share}).
         "workers": [asdict(w) for w in report.workers],
+<<<<<<< HEAD
         # The first failed measured requests ({name, status, error}; status 0: no response) and
         # the last exception lines of the target's log.
         "failures": [asdict(f) for f in report.failures],
         "target_errors": list(report.target_errors),
+=======
+        # What ran, in order: {name, requests, frames (0: untraced), took}.
+        "phases": [asdict(p) for p in report.phases],
+        **({"native": native_to_dict(report.native)} if report.native is not None else {}),
+>>>>>>> main
     }
 
 

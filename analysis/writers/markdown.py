@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from analysis.call_paths import origin
+from analysis.native import site_summary
+from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.units import human_bytes
 
@@ -67,6 +69,27 @@ def _worker_suspects(report: Report, w: Callable[[str], object]) -> None:
             )
 
 
+def _native(report: Report, w: Callable[[str], object]) -> None:
+    window = report.native
+    if window is None:
+        return
+    w(
+        f"\n## Native sites\n\nmemray's native window: {window.requests:,} requests, "
+        f"{window.explained_share:.0%} of the run's RSS growth explained.\n\n"
+    )
+    if not window.sites:
+        w("No native site above the floor.\n")
+        return
+    w("| site | B/request | blocks/request |\n| --- | ---: | ---: |\n")
+    for site in window.sites[:_TOP]:
+        per_request = f"{site.bytes_per_request:,.1f} | {site.count_per_request:,.2f}"
+        w(f"| {_cell(site_summary(site))} | {per_request} |\n")
+    w("\nStack of the top native site (innermost first):\n\n```\n")
+    for frame in window.sites[0].stack:
+        w(f"  {frame.where()}\n")
+    w("```\n")
+
+
 def render(report: Report, file: TextIO) -> None:
     verdict = report.verdict
     requests = report.requests
@@ -84,6 +107,9 @@ def render(report: Report, file: TextIO) -> None:
         f"\nRequests: {requests.measured:,} measured, {requests.warmup:,} warm-up, "
         f"{requests.failed:,} failed.\n"
     )
+    ran = phases_line(report.phases)
+    if ran:
+        w(f"What ran: {ran}.\n")
     load = _load_line(report.locust_stats)
     if load:
         w(f"Load (Locust): {load}.\n")
@@ -102,13 +128,14 @@ def render(report: Report, file: TextIO) -> None:
         top = report.suspects[0]
         if top.retention is not None:
             w(f"\nWhat keeps the top suspect alive: {_cell(top.retention.summary)}\n")
-        source = origin(top.paths_seen)
+        source = origin(top.paths_seen, top.path_kept)
         w(f"\nTraceback of the top suspect (innermost last){f'; {source}' if source else ''}:\n\n```\n")
         for frame in top.traceback:
             w(f'  File "{frame.file}", line {frame.line}, in {frame.function}\n')
             if frame.code:
                 w(f"    {frame.code}\n")
         w("```\n")
+    _native(report, w)
     if report.workers:
         w("\n## Target workers\n\nSnapshots and totals are summed over these processes; RSS counts pages ")
         w("they share once per worker.\n\n")

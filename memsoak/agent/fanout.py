@@ -60,6 +60,8 @@ class FanoutAgent(Agent):
             "snapshot": self._local_snapshot,
             "gc": super()._gc,
             "tracing": super()._tracing,
+            "native/start": super()._native_start,
+            "native/stop": super()._native_stop,
         }
         self._listener: socket.socket | None = None
         self.socket_path: Path | None = None
@@ -187,6 +189,14 @@ class FanoutAgent(Agent):
 
     def _tracing(self, body: dict[str, Any]) -> dict[str, Any]:
         return _merge_status(self._gather("tracing", body))
+
+    def _native_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        parts = self._gather("native/start", body)
+        return {"recording": True, "workers": len(parts)}
+
+    def _native_stop(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Every worker's window, side by side: analysis.native sums their stacks."""
+        return {"windows": [w for part in self._gather("native/stop", body) for w in part["windows"]]}
 
 
 def _read_line(conn: socket.socket) -> bytes:

@@ -33,6 +33,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from memsoak import lifeline
 from memsoak.agent import tracing
 
 ENV_SWITCH = "MEMSOAK_SNAPSHOT_FORK"
@@ -77,6 +78,7 @@ class ForkedWork:
         """`background`: the load goes on meanwhile and the answer is not awaited by it, so the
         child runs at a lower priority and takes only the CPU the target and the load leave it."""
         self._read_end, write_end = os.pipe()
+        parent_pid = os.getpid()
         try:
             self._pid = _unpatched("fork")()
         except OSError:
@@ -84,7 +86,7 @@ class ForkedWork:
             os.close(write_end)
             raise
         if self._pid == 0:  # pragma: no cover - the child; coverage does not follow it
-            _run_child(self._read_end, write_end, work, background)
+            _run_child(self._read_end, write_end, work, background, parent_pid)
         os.close(write_end)
         self._deadline = time.monotonic() + CHILD_DEADLINE_S
         self._done = False
@@ -188,11 +190,15 @@ class ForkedRetention(ForkedWork):
 
 
 def _run_child(
-    read_end: int, write_end: int, work: Callable[[], tuple[bytes, bytes]], background: bool
+    read_end: int, write_end: int, work: Callable[[], tuple[bytes, bytes]], background: bool, parent_pid: int
 ) -> None:  # pragma: no cover - runs in the child
     """Never returns: whatever happens, the child ends here and never runs the target's code."""
     status = 1
     try:
+        # A child outlives no target, however the target ends (its `close()` is never reached
+        # when it is killed outright). Tied to the thread that forked it, which waits for the
+        # child's answer: the child is of no use once that thread is gone.
+        lifeline.end_with_parent(signal.SIGKILL, parent_pid)
         if background:
             os.nice(19)
         os.close(read_end)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeGuard
 
-from memsoak.agent import forked, tracing
+from memsoak.agent import forked, native, tracing
 from memsoak.protocol import MAX_CALLER_LINES, PREFIX
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -140,7 +140,10 @@ class Agent:
             ("POST", "retention"): self._retention,
             ("POST", "callers/start"): self._callers_start,
             ("POST", "callers/stop"): self._callers_stop,
+            ("POST", "native/start"): self._native_start,
+            ("POST", "native/stop"): self._native_stop,
         }
+        self._native = native.NativeControl(lambda: self.requests_served)
         self._callers: Any = None  # memsoak.agent.callers.CallerWatch, while one is asked for
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -242,6 +245,8 @@ class Agent:
             return handler(self._read_json(environ))
         except RuntimeError as exc:
             raise _Refusal("409 Conflict", str(exc)) from None
+        except native.BadRequest as exc:
+            raise _Refusal("400 Bad Request", str(exc)) from None
 
     def _status(self, _body: dict[str, Any]) -> dict[str, Any]:
         return {**tracing.status(), "requests_served": self.requests_served}
@@ -371,6 +376,12 @@ class Agent:
             raise RuntimeError("no call paths are being watched")
         watch.stop()
         return watch.answer()
+
+    def _native_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._native.start(body)  # memray around the next requests (memsoak.agent.native)
+
+    def _native_stop(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._native.stop(body)
 
     def _tracing(self, body: dict[str, Any]) -> dict[str, Any]:
         enable = body.get("enable")

@@ -46,9 +46,13 @@ def _check_user_classes(environment: Environment) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library: the caller registers
         return
+    from memsoak.locust.conductor import ConductorWatch
     from memsoak.locust.distributed import DistributedMasterPlugin
     from memsoak.locust.worker import WorkerPlugin
 
+    watch = ConductorWatch.from_environment()
+    if watch is not None:  # a Locust process `memsoak run` started
+        watch.register(environment)
     try:
         _check_user_classes(environment)
         if isinstance(environment.runner, WorkerRunner):

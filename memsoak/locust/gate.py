@@ -62,7 +62,10 @@ class RequestGate:
 
     def acquire(self) -> None:
         while True:
-            if self.closed or (not self.open_ended and self.issued >= self._boundaries[-1]):
+            # Spent once the last boundary's action is over: until then it may still move the end
+            # (`end_at`, a window after the budget), and the users must be there to go on.
+            spent = self.issued >= self._boundaries[-1] and self._next >= len(self._boundaries)
+            if self.closed or (not self.open_ended and spent):
                 raise BudgetSpent()
             pending = self._next < len(self._boundaries)
             if self._open.is_set() and (

@@ -12,9 +12,11 @@ from analysis.thresholds import THRESHOLD_OPTIONS, Thresholds, threshold_types, 
 from memsoak.defaults import (
     DEFAULT_CHECKPOINTS,
     DEFAULT_HISTORY,
+    DEFAULT_NATIVE_WINDOW,
     DEFAULT_REQUESTS,
     DEFAULT_RETENTION_SECONDS,
     DEFAULT_WARMUP,
+    MAX_NATIVE_WINDOW,
     parse_duration,
 )
 from memsoak.errors import MemsoakError
@@ -161,6 +163,14 @@ def add_options(parser: Any) -> None:
         help="traceback depth when the plugin turns tracing on at the baseline (default: the target's)",
     )
     group.add_argument(
+        "--memsoak-native-window",
+        type=int,
+        default=DEFAULT_NATIVE_WINDOW,
+        env_var="LOCUST_MEMSOAK_NATIVE_WINDOW",
+        help="after a native-leak verdict, record this many more requests with memray to name the "
+        "native sites (0: never; default %(default)s)",
+    )
+    group.add_argument(
         "--memsoak-retention-seconds",
         type=float,
         default=DEFAULT_RETENTION_SECONDS,
@@ -215,7 +225,11 @@ class Settings:
     watch: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
+<<<<<<< HEAD
     target_log: Path | None = None
+=======
+    native_window: int = DEFAULT_NATIVE_WINDOW
+>>>>>>> main
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -284,7 +298,11 @@ class Settings:
             watch=bool(getattr(options, "memsoak_watch", False)),
             thresholds=thresholds,
             retention_seconds=retention_seconds,
+<<<<<<< HEAD
             target_log=Path(log) if (log := getattr(options, "memsoak_target_log", "")) else None,
+=======
+            native_window=_native_window(getattr(options, "memsoak_native_window", DEFAULT_NATIVE_WINDOW)),
+>>>>>>> main
         )
 
 
@@ -318,6 +336,12 @@ def _frames(frames: int) -> int:
     if not 0 <= frames <= 100:
         raise MemsoakError(f"--memsoak-frames must be 1..100 (0: the target's own), got {frames}")
     return frames
+
+
+def _native_window(requests: int) -> int:
+    if not 0 <= requests <= MAX_NATIVE_WINDOW:
+        raise MemsoakError(f"--memsoak-native-window must be 0..{MAX_NATIVE_WINDOW} (0: off), got {requests}")
+    return requests
 
 
 def name_option(name: str) -> str:

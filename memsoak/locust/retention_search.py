@@ -31,6 +31,9 @@ class RetentionSearch:
         self._session = session
         self._early: gevent.Greenlet | None = None
         self._early_for: tuple[Traceback, ...] = ()
+        # Set once a window restarted tracing: the target's traces are no longer the series', so
+        # no search can be made after that; only the early one's answer counts.
+        self.traces_replaced = False
 
     def wanted(self, report: Report) -> bool:
         session = self._session
@@ -48,6 +51,11 @@ class RetentionSearch:
             self._early = gevent.spawn(self.find, report, True)
             self._early_for = tuple(s.traceback for s in retention_suspects(report))
 
+    def wait_early(self) -> None:
+        """Until the early search (if any) has its answer: the target's traces may change after."""
+        if self._early is not None:
+            self._early.join()
+
     def answer_for(self, report: Report) -> list[dict[str, Any]] | None:
         """The retention paths of `report`'s suspects: those of the early search, if it was about
         them (a run cut short may have others), else from a search now."""
@@ -59,6 +67,9 @@ class RetentionSearch:
             return answer
         if early is not None:
             early.kill(block=False)
+        if wanted and self.traces_replaced:
+            self._session.event("retention search not made: a window replaced the traces it needs")
+            return None
         return self.find(report) if wanted else None
 
     def find(self, report: Report, in_window: bool = False) -> list[dict[str, Any]] | None:

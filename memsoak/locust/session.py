@@ -72,16 +72,21 @@ class Session(RunState):
         (the target has then failed)."""
         try:
             status = self.agent.status()
-            if status.get("tracing"):
-                return True
-            frames, note = depth_for(status)
-            status = self.agent.set_tracing(True, frames)
+            if not status.get("tracing"):
+                frames, note = depth_for(status)
+                status = self.agent.set_tracing(True, frames)
+                self.tracing_turned_on = True
+                depth = status.get("frames_limit")
+                self.event(f"warm-up ran untraced; tracing on at the baseline ({depth} frames{note})")
         except AgentError as exc:
             self.fail_target(f"turning tracing on at the baseline failed: {exc}")
             return False
-        self.tracing_turned_on = True
-        frames_limit = status.get("frames_limit")
-        self.event(f"warm-up ran untraced; tracing on at the baseline ({frames_limit} frames{note})")
+        limit = status.get("frames_limit")
+        if isinstance(limit, int):
+            # What report.json's parameters say: the depth the series was traced at, not the one
+            # the target had before tracing was on.
+            self.series_frames = limit
+            self.data.parameters["frames"] = limit
         return True
 
     def restore_tracing(self) -> None:

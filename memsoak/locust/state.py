@@ -77,6 +77,7 @@ class RunState:
         self.snapshotting = False  # the target is paused by design: the sampler waits
         self.snapshot_lock = Semaphore()  # a clock's checkpoint and the final one never overlap
         self.tracing_turned_on = False
+        self.series_frames = 0  # how deep the series is traced, once it is
 
     # -- what anything reads ------------------------------------------------------------
 

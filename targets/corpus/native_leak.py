@@ -3,7 +3,9 @@
 Per request: `GET /` mallocs 32 KB with libc through ctypes, fills it with memset (so the pages
 are really resident) and keeps only the address as an integer in a list that it trims. Python's
 allocators never see the block, so tracemalloc's traced memory stays flat while RSS grows by
-32 KB per request. Only a native profiler (memray --native, heaptrack) can attribute it.
+32 KB per request. Nor does the native window see it: ctypes resolves `malloc` with dlsym and
+calls it directly, past memray's hooks, so the report says the window explains almost none of the
+growth and names no site (tests/test_native_window.py holds it to that).
 
 Expected verdict: native-leak
 """

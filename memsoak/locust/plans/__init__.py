@@ -3,11 +3,12 @@ one), and which one a run's settings ask for."""
 
 from __future__ import annotations
 
-from memsoak.locust.plans.base import Plan, Window
+from memsoak.locust.plans.base import Plan
 from memsoak.locust.plans.fixed import FixedCount
 from memsoak.locust.plans.soak import DurationSoak
 from memsoak.locust.plans.until_confident import UntilConfident
 from memsoak.locust.plans.watch import Watch
+from memsoak.locust.plans.window import Window
 from memsoak.locust.session import Session
 
 __all__ = ["DurationSoak", "FixedCount", "Plan", "UntilConfident", "Watch", "Window", "plan_for"]

@@ -8,8 +8,7 @@ from analysis.call_paths import read_call_paths
 from analysis.report import Report
 from analysis.sequential import CALL_PATH_WINDOW
 from memsoak.agent_client import AgentError
-from memsoak.locust.plans.base import Window
-from memsoak.locust.session import Session
+from memsoak.locust.plans.window import Window
 from memsoak.protocol import MAX_CALLER_LINES
 
 # The agent stops watching call paths by itself after this, should nobody ask for them.
@@ -18,10 +17,7 @@ PATHS_WATCH_MAX_S = 120.0
 
 class CallPathWindow(Window):
     requests = CALL_PATH_WINDOW
-
-    def __init__(self, session: Session, depth: int) -> None:
-        super().__init__(session)
-        self.depth = depth
+    name = "watching the call paths"
 
     def open(self, report: Report) -> str | None:
         if not report.suspects:
@@ -41,7 +37,6 @@ class CallPathWindow(Window):
         except AgentError as exc:
             session.event(f"call paths not gathered, tracebacks stay one frame deep: {exc}")
         else:
-            session.event(
-                f"call paths: {len(read_call_paths(session.data.call_paths))} suspect line(s) reached "
-                f"in {seen} requests"
-            )
+            reached = len(read_call_paths(session.data.call_paths))
+            self.took = f"the paths to {reached} suspect line{'s' if reached != 1 else ''}"
+            session.event(f"call paths: {reached} suspect line(s) reached in {seen} requests")

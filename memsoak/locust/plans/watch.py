@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from analysis.model import Sample
+from analysis.model import Phase, Sample
 from analysis.report import Report
 from analysis.watch import WINDOW_REQUESTS, CensusPoint, growth, quiet_verdict, watch_checkpoints
 from memsoak.agent_client import AgentError
@@ -46,6 +46,20 @@ class Watch(Plan):
             self.session.snapshot(measured, "checkpoint", resume_load=True)
         elif self.session.snapshot(measured, "checkpoint"):
             self.stop_if_settled(measured)
+
+    def phases(self, warmup: int, measured: int) -> list[Phase]:
+        session = self.session
+        untraced = self._traced_end is None
+        done = [
+            Phase("warm-up requests", self.settings.warmup, 0, ""),
+            Phase(
+                "watched", measured if untraced else session.offset, 0, f"{len(self._census)} census readings"
+            ),
+        ]
+        if untraced:
+            return done
+        traced = super().phases(warmup, measured)[1]  # the measured window, as any series
+        return [*done, traced]
 
     def conclude(self, report: Report) -> Report:
         if self._traced_end is None:

@@ -92,14 +92,15 @@ class RequestCounts:
 
 
 @dataclass(frozen=True, slots=True)
-<<<<<<< HEAD
 class RequestFailure:
     """One failed measured request as the load generator saw it."""
 
     name: str  # "GET /" (Locust's request type and name)
     status: int  # the HTTP status; 0 when no response came (connection refused or reset)
     error: str  # the load generator's account of it, one line
-=======
+
+
+@dataclass(frozen=True, slots=True)
 class Phase:
     """One stretch of a run, in order: the warm-up, the measured series, each window after it."""
 
@@ -107,7 +108,6 @@ class Phase:
     requests: int
     frames: int  # how deep it was traced; 0: untraced
     took: str  # what it took, in a few words ("5 snapshots", "the call paths to 2 lines")
->>>>>>> main
 
 
 @dataclass(slots=True)
@@ -129,16 +129,13 @@ class RunData:
     # The agent's answer on the call paths reaching the suspects' lines, when the series was
     # traced one frame deep (analysis.call_paths reads it).
     call_paths: dict[str, object] = field(default_factory=dict)
-<<<<<<< HEAD
     # The first failed measured requests, and the last exception lines of the target's own log
     # (the `requests-failed` verdict quotes both).
     failures: list[RequestFailure] = field(default_factory=list)
     target_errors: list[str] = field(default_factory=list)
-=======
     phases: list[Phase] = field(default_factory=list)  # what ran, in order
     # The agent's answer for the native window (memray, analysis.native reads it), when one ran.
     native: dict[str, object] = field(default_factory=dict)
->>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)

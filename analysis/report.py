@@ -62,13 +62,10 @@ class Report:
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
-<<<<<<< HEAD
     failures: tuple[RequestFailure, ...] = ()  # the first failed measured requests
     target_errors: tuple[str, ...] = ()  # the last exception lines of the target's log
-=======
     phases: tuple[Phase, ...] = ()  # what ran, in order
     native: NativeWindow | None = None  # the native window's sites, when one ran
->>>>>>> main
 
 
 def worker_rows(first: Snapshot, last: Snapshot, suspects: tuple[Suspect, ...] = ()) -> tuple[WorkerRow, ...]:
@@ -173,13 +170,10 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
-<<<<<<< HEAD
         failures=tuple(run.failures),
         target_errors=tuple(run.target_errors),
-=======
         phases=tuple(run.phases),
         native=native,
->>>>>>> main
     )
 
 

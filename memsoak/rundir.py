@@ -16,11 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-<<<<<<< HEAD
-from analysis.model import RequestCounts, RequestFailure, RunData, Sample, Snapshot
-=======
-from analysis.model import Phase, RequestCounts, RunData, Sample, Snapshot
->>>>>>> main
+from analysis.model import Phase, RequestCounts, RequestFailure, RunData, Sample, Snapshot
 from analysis.snapshot_io import SnapshotFormatError, loads_snapshot, snapshot_from_dict
 from analysis.thresholds import Thresholds
 from memsoak.atomic import atomic_text, write_atomic
@@ -78,13 +74,10 @@ class RunDir:
             "events": run.events,
             "retention": run.retention,
             "call_paths": run.call_paths,
-<<<<<<< HEAD
             "failures": [asdict(f) for f in run.failures],
             "target_errors": run.target_errors,
-=======
             "phases": [asdict(p) for p in run.phases],
             "native": run.native,
->>>>>>> main
         }
         with atomic_text(self.path / RUN_FILE) as file:
             json.dump(state, file, indent=1, default=str)
@@ -215,11 +208,14 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
     call_paths = state.get("call_paths", {})
     if isinstance(call_paths, dict):  # read leniently too (analysis.call_paths)
         run.call_paths = call_paths
-<<<<<<< HEAD
     run.failures = _failures(state.get("failures", []))
     target_errors = state.get("target_errors", [])
     if isinstance(target_errors, list):
         run.target_errors = [line for line in target_errors if isinstance(line, str)]
+    run.phases = _phases(state.get("phases", []))
+    native = state.get("native", {})
+    if isinstance(native, dict):  # read leniently too (analysis.native)
+        run.native = native
     return run, status if isinstance(status, str) else "unknown"
 
 
@@ -232,12 +228,6 @@ def _failures(raw: Any) -> list[RequestFailure]:
         for f in raw
         if isinstance(f, dict) and type(f.get("status")) is int
     ]
-=======
-    run.phases = _phases(state.get("phases", []))
-    native = state.get("native", {})
-    if isinstance(native, dict):  # read leniently too (analysis.native)
-        run.native = native
-    return run, status if isinstance(status, str) else "unknown"
 
 
 def _phases(raw: Any) -> list[Phase]:
@@ -250,7 +240,6 @@ def _phases(raw: Any) -> list[Phase]:
         if isinstance(name, str) and type(requests) is int and type(frames) is int and isinstance(took, str):
             phases.append(Phase(name, requests, frames, took))
     return phases
->>>>>>> main
 
 
 def render_run(

@@ -58,12 +58,9 @@ def finish(
         window=window,
     )
     data.locust_stats = locust_stats
-<<<<<<< HEAD
     if session.failed_measured and settings.target_log is not None:
         data.target_errors = exception_lines(settings.target_log)
-=======
     data.phases = plan.phases(data.requests.warmup, measured)
->>>>>>> main
     report = _report(session)
     erred = report.verdict.rule == "requests-failed"
     if erred:

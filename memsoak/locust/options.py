@@ -225,11 +225,8 @@ class Settings:
     watch: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
-<<<<<<< HEAD
     target_log: Path | None = None
-=======
     native_window: int = DEFAULT_NATIVE_WINDOW
->>>>>>> main
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -298,11 +295,8 @@ class Settings:
             watch=bool(getattr(options, "memsoak_watch", False)),
             thresholds=thresholds,
             retention_seconds=retention_seconds,
-<<<<<<< HEAD
             target_log=Path(log) if (log := getattr(options, "memsoak_target_log", "")) else None,
-=======
             native_window=_native_window(getattr(options, "memsoak_native_window", DEFAULT_NATIVE_WINDOW)),
->>>>>>> main
         )
 
 

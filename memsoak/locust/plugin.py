@@ -169,26 +169,20 @@ class MemsoakPlugin:
         finally:
             self._finishing.set()
 
-<<<<<<< HEAD
     def _on_request(
         self, request_type: str = "", name: str = "", response: Any = None, exception: Any = None, **_: Any
     ) -> None:
         session = self.session
-        if exception is not None and session.measuring_since is not None:
+        if exception is None or session.measuring_since is None:
+            return
+        if not self.plan.window_request_failed():
             session.failed_measured += 1
             failure = request_failure(request_type, name, response, exception)
             # The first distinct ones: a hundred copies of one 500 say no more than one.
             if len(session.data.failures) < QUOTED_FAILURES and failure not in session.data.failures:
                 session.data.failures.append(failure)
-=======
-    def _on_request(self, exception: Any = None, **_: Any) -> None:
-        if exception is None or self.session.measuring_since is None:
-            return
-        if not self.plan.window_request_failed():
-            self.session.failed_measured += 1
         elif self.plan.window_failing:
             gevent.spawn(self.plan.end_window_early)
->>>>>>> main
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         session = self.session

@@ -92,6 +92,15 @@ class RequestCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestFailure:
+    """One failed measured request as the load generator saw it."""
+
+    name: str  # "GET /" (Locust's request type and name)
+    status: int  # the HTTP status; 0 when no response came (connection refused or reset)
+    error: str  # the load generator's account of it, one line
+
+
+@dataclass(frozen=True, slots=True)
 class Phase:
     """One stretch of a run, in order: the warm-up, the measured series, each window after it."""
 
@@ -120,6 +129,10 @@ class RunData:
     # The agent's answer on the call paths reaching the suspects' lines, when the series was
     # traced one frame deep (analysis.call_paths reads it).
     call_paths: dict[str, object] = field(default_factory=dict)
+    # The first failed measured requests, and the last exception lines of the target's own log
+    # (the `requests-failed` verdict quotes both).
+    failures: list[RequestFailure] = field(default_factory=list)
+    target_errors: list[str] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)  # what ran, in order
     # The agent's answer for the native window (memray, analysis.native reads it), when one ran.
     native: dict[str, object] = field(default_factory=dict)

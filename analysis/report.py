@@ -15,6 +15,7 @@ from analysis.model import (
     Checkpoint,
     Phase,
     RequestCounts,
+    RequestFailure,
     RetentionPath,
     RunData,
     Sample,
@@ -62,6 +63,8 @@ class Report:
     events: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     workers: tuple[WorkerRow, ...] = ()  # per process, for a multi-worker target
+    failures: tuple[RequestFailure, ...] = ()  # the first failed measured requests
+    target_errors: tuple[str, ...] = ()  # the last exception lines of the target's log
     phases: tuple[Phase, ...] = ()  # what ran, in order
     native: NativeWindow | None = None  # the native window's sites, when one ran
 
@@ -149,6 +152,9 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         tracemalloc_overhead_growth=overhead,
         thresholds=limits,
         rss_driven=driven_growth([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes"),
+        failed=run.requests.failed,
+        failures=run.failures,
+        target_errors=run.target_errors,
     )
     native = read_native(run.native, rss.per_request) if run.native else None
     if native is not None and verdict.kind == "native-leak":
@@ -167,6 +173,8 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         locust_stats=dict(run.locust_stats),
         events=tuple(run.events),
         workers=worker_rows(snapshots[0], snapshots[-1], suspects) if snapshots else (),
+        failures=tuple(run.failures),
+        target_errors=tuple(run.target_errors),
         phases=tuple(run.phases),
         native=native,
     )

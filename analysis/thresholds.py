@@ -29,6 +29,9 @@ class Thresholds:
     native_min_total_bytes: int = 8 * 1024 * 1024
     native_traced_share: float = 0.25
     max_suspects: int = 25
+    # More than this share of the measured requests failed: the target erred and cannot be
+    # judged (inconclusive, never no-leak). 1% lets a rare timeout pass.
+    max_failed_share: float = 0.01
 
 
 # field -> (CLI option of `memsoak run`, help). Locust's option is `--memsoak-` + the same name.
@@ -41,6 +44,7 @@ THRESHOLD_OPTIONS: dict[str, tuple[str, str]] = {
     "native_min_bytes_per_request": ("native-min-bytes-per-request", "untraced RSS growth for native-leak"),
     "native_min_total_bytes": ("native-min-total-bytes", "untraced RSS growth in all for native-leak"),
     "native_traced_share": ("native-traced-share", "traced share of RSS growth below which it is native"),
+    "max_failed_share": ("max-failed-share", "share of measured requests failed above which: inconclusive"),
 }
 
 
@@ -64,4 +68,6 @@ def thresholds_from(values: dict[str, object]) -> Thresholds:
         raise ValueError("plateau-ratio must be between 0 and steady-ratio")
     if not 0 < limits.native_traced_share <= 1:
         raise ValueError("native-traced-share must be in (0, 1]")
+    if not 0 <= limits.max_failed_share <= 1:
+        raise ValueError("max-failed-share must be in [0, 1]")
     return limits

@@ -1,6 +1,10 @@
 """The verdict rules (DESIGN.md, "Verdict rules"). Each verdict names the rule that produced it and
 carries a confidence in 0..1; the rules are tried in this order:
 
+- `requests-failed` (inconclusive): more than `max_failed_share` of the measured requests failed.
+  A target that errors serves no real work (a FastAPI app run as WSGI fails every request and
+  leaks nothing), so its memory says nothing: never `no-leak`. The explanation quotes the first
+  failures and the target's last exception lines.
 - `too-little-data` (inconclusive): fewer than `min_measured_requests` requests or 2 snapshots.
 - `steady-growth-site` (leak): a suspect above the noise floor kept growing in the later half of
   the run at >= `steady_ratio` of its overall rate. Confidence from the number of snapshots, the
@@ -23,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analysis.driven import DrivenGrowth
-from analysis.model import Suspect, Verdict
+from analysis.model import RequestFailure, Suspect, Verdict
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend
 
@@ -44,6 +48,35 @@ def leak_confidence(suspect: Suspect, snapshot_count: int) -> float:
     return round(min(score, 0.99), 2)
 
 
+QUOTED_FAILURES = 3
+
+
+def failed_requests(
+    measured: int,
+    failed: int,
+    failures: Sequence[RequestFailure],
+    target_errors: Sequence[str],
+    limits: Thresholds,
+) -> Verdict | None:
+    """The `requests-failed` verdict, or None when few enough requests failed."""
+    share = failed / measured if measured > 0 else (1.0 if failed else 0.0)
+    if share <= limits.max_failed_share or failed == 0:
+        return None
+    quoted = "; ".join(
+        f"{f.name} -> {f'HTTP {f.status}' if f.status else 'no response'} ({f.error})"
+        for f in failures[:QUOTED_FAILURES]
+    )
+    first = f" First failures: {quoted}." if quoted else ""
+    logged = f" The target's log ends with: {' | '.join(target_errors)}" if target_errors else ""
+    return Verdict(
+        "inconclusive",
+        0.0,
+        "requests-failed",
+        f"{failed:,} of {measured:,} measured requests failed ({share:.1%}, over the "
+        f"{limits.max_failed_share:.1%} allowed): a target that errors cannot be judged.{first}{logged}",
+    )
+
+
 def decide(
     *,
     measured: int,
@@ -54,8 +87,14 @@ def decide(
     tracemalloc_overhead_growth: int,
     thresholds: Thresholds,
     rss_driven: DrivenGrowth | None = None,
+    failed: int = 0,
+    failures: Sequence[RequestFailure] = (),
+    target_errors: Sequence[str] = (),
 ) -> Verdict:
     limits = thresholds
+    erred = failed_requests(measured, failed, failures, target_errors, limits)
+    if erred is not None:
+        return erred
     if snapshot_count < 2 or measured < limits.min_measured_requests:
         return Verdict(
             "inconclusive",

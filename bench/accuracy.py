@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/accuracy.py [--requests 2000] [--jobs 2] [--only NAME ...] [--json OUT]
 
-For each target in targets/corpus (and the seed pair) it reads the expected verdict, the planted
+For each target in targets/corpus (and the seed pair, and the Django project in
+targets/django_shop through its WSGI and its ASGI entry point) it reads the expected verdict, the planted
 line and the planted caller from the module docstring, runs `memsoak run` on it with the corpus
 scenario (locustfiles/corpus.py), and checks the verdict and, for leaks, that the top suspect is
 the planted line (its allocation site or, for a library allocation, its first user frame). It
@@ -35,6 +36,13 @@ SEEDS = (
     ("targets.seed_leak.app", REPO / "targets" / "seed_leak" / "app.py"),
     ("targets.seed_fixed.app", REPO / "targets" / "seed_fixed" / "app.py"),
 )
+DJANGO_DIR = REPO / "targets" / "django_shop"
+# (name, --app, the views module whose docstring states the verdict), all under --app-dir DJANGO_DIR.
+DJANGO = tuple(
+    (f"{name}_{interface}", f"{project}.{interface}:application", DJANGO_DIR / project / "views.py")
+    for name, project in (("django", "shop"), ("django_fixed", "shop_fixed"))
+    for interface in ("wsgi", "asgi")
+)
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,13 @@ class Target:
     holder: str | None = None  # a reachable one's holder starts with this
     root: str | None = None  # an unreachable one's root
     requests: int = 0  # measured requests it needs at least (a plateau that takes long to show)
+    spec: str = ""  # --app, when not `module:app`
+    app_dir: str = ""  # --app-dir, when the app is not importable from the repository
+    source: Path | None = None  # the file with the docstring, when not `module`'s
 
     @property
     def app(self) -> str:
-        return f"{self.module}:app"
+        return self.spec or f"{self.module}:app"
 
 
 @dataclass
@@ -78,13 +89,14 @@ def _field(doc: str, name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def read_target(module: str, path: Path) -> Target:
+def read_target(module: str, path: Path, name: str = "", spec: str = "", app_dir: str = "") -> Target:
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     expected = _field(doc, "Expected verdict")
     if expected not in ("leak", "no-leak", "native-leak"):
         raise ValueError(f"{path}: no 'Expected verdict: leak|no-leak|native-leak' line")
     return Target(
-        name=module.rsplit(".", 1)[-1] if module.startswith("targets.corpus.") else module.split(".")[1],
+        name=name
+        or (module.rsplit(".", 1)[-1] if module.startswith("targets.corpus.") else module.split(".")[1]),
         module=module,
         expected=expected,
         planted=_field(doc, "Planted line"),
@@ -94,6 +106,9 @@ def read_target(module: str, path: Path) -> Target:
         holder=_field(doc, "Retention holder"),
         root=_field(doc, "Retention root"),
         requests=int(_field(doc, "Requests") or 0),
+        spec=spec,
+        app_dir=app_dir,
+        source=path,
     )
 
 
@@ -102,6 +117,9 @@ def discover() -> list[Target]:
     for path in sorted(CORPUS.glob("*.py")):
         if not path.name.startswith("_"):  # __init__, and apps that twin targets share
             found.append(read_target(f"targets.corpus.{path.stem}", path))
+    for name, spec, path in DJANGO:
+        module = spec.split(":")[0]
+        found.append(read_target(module, path, name=name, spec=spec, app_dir=str(DJANGO_DIR)))
     return found
 
 
@@ -168,6 +186,8 @@ def run_one(target: Target, out: Path, args: argparse.Namespace) -> Outcome:
         "--out", str(run_dir),
         "--retention-seconds", str(args.retention_seconds),
     ]  # fmt: skip
+    if target.app_dir:
+        command += ["--app-dir", target.app_dir]
     env = {**os.environ, "MEMSOAK_CORPUS_PATHS": target.paths}
     started = time.monotonic()
     try:

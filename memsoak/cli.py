@@ -59,7 +59,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser("run", help="hunt a leak: drive N requests at a target and report")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--app", type=app_spec, help=f"WSGI app to start under the agent (default {DEFAULT_APP})"
+        "--app", type=app_spec, help=f"WSGI or ASGI app to start under the agent (default {DEFAULT_APP})"
     )
     where.add_argument("--host", type=url, help="a running target with the agent installed")
     p.add_argument("--app-dir", type=directory, help="put DIR first on the target's import path")
@@ -117,6 +117,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--server-workers", type=positive_int, default=1, help="the started target's worker processes"
     )
+    _add_interface(p)
     p.add_argument(
         "--history",
         type=history_file,
@@ -184,8 +185,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.app_dir and not args.app:
         raise MemsoakError("--app-dir goes with --app")
-    if args.host and (args.server != "gevent" or args.server_workers != 1):
-        raise MemsoakError("--server and --server-workers are for a started target (--app), not --host")
+    if args.host and (args.server != "gevent" or args.server_workers != 1 or args.interface != "auto"):
+        raise MemsoakError(
+            "--server, --server-workers and --interface are for a started target (--app), not --host"
+        )
     if args.checkpoint_every is not None and args.duration is None:
         raise MemsoakError("--checkpoint-every goes with --duration")
     if args.checkpoint_every is not None and args.checkpoint_every > args.duration:
@@ -226,6 +229,7 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             server=args.server,
             server_workers=args.server_workers,
+            interface=args.interface,
             duration_s=args.duration,
             checkpoint_every_s=args.checkpoint_every,
             history=history,
@@ -240,8 +244,20 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
+def _add_interface(p: _Parser) -> None:
+    from memsoak.hosting import INTERFACES
+
+    p.add_argument(
+        "--interface",
+        choices=INTERFACES,
+        default="auto",
+        help="the app's interface (default auto: ASGI when its __call__ is a coroutine function, as "
+        "uvicorn tells; ASGI apps are served by uvicorn)",
+    )
+
+
 def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
-    p = commands.add_parser("serve", help="serve a WSGI app under the agent")
+    p = commands.add_parser("serve", help="serve a WSGI or ASGI app under the agent")
     p.add_argument("app", type=app_spec, metavar="MODULE:ATTR")
     p.add_argument("--app-dir", type=directory, help="put DIR first on the import path")
     p.add_argument(
@@ -254,10 +270,16 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--allow", type=network, action="append", metavar="CIDR", help="networks allowed to use the agent"
     )
-    p.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
     p.add_argument(
-        "--workers", type=positive_int, default=1, help="worker processes (gevent: forked after binding)"
+        "--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server (ASGI: uvicorn)"
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes (gevent: forked after binding; ASGI: gunicorn with uvicorn's worker class)",
+    )
+    _add_interface(p)
     p.add_argument(
         "--worker-class",
         choices=("sync", "gthread", "gevent"),
@@ -294,6 +316,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         worker_class=args.worker_class,
         quick_exit=args.quick_exit,
+        interface=args.interface,
     )
 
 

@@ -6,7 +6,8 @@
 `memsoak serve APP --server gunicorn --workers N` (and `memsoak run --server gunicorn
 --server-workers N`) set this up. Settings come from the environment: MEMSOAK_APP, MEMSOAK_APP_DIR,
 MEMSOAK_BIND (default 127.0.0.1:0), MEMSOAK_SERVER_WORKERS, MEMSOAK_WORKER_CLASS (default sync),
-MEMSOAK_FRAMES, MEMSOAK_AGENT_DIR (the workers' control sockets; made here when unset).
+MEMSOAK_FRAMES, MEMSOAK_AGENT_DIR (the workers' control sockets; made here when unset). An ASGI
+app (with uvicorn's worker class) gets the ASGI agent, its door the same fan-out agent.
 
 The app is loaded in each worker after the fork (no preload), with tracemalloc already started
 there, so import-time allocations carry tracebacks and no worker shares a traced heap with the
@@ -101,9 +102,15 @@ def make_app() -> Any:
 
     from memsoak.agent.fanout import FanoutAgent
     from memsoak.agent.middleware import LOOPBACK
+    from memsoak.prefork import ASGI_WORKER_CLASS
 
     allow = tuple(a for a in _env.get("MEMSOAK_ALLOW", "").split(",") if a) or LOOPBACK
     app_dir = _env.get("MEMSOAK_APP_DIR")
     sys.path.insert(0, os.path.abspath(app_dir) if app_dir else os.getcwd())
     app = import_app(_env["MEMSOAK_APP"])
+    if worker_class == ASGI_WORKER_CLASS:
+        from memsoak.agent.asgi import AsgiAgent, no_app
+
+        door = FanoutAgent(no_app, _env["MEMSOAK_TOKEN"], allow=allow, run_dir=_env["MEMSOAK_AGENT_DIR"])
+        return AsgiAgent(app, door=door)
     return FanoutAgent(app, _env["MEMSOAK_TOKEN"], allow=allow, run_dir=_env["MEMSOAK_AGENT_DIR"])

@@ -23,6 +23,7 @@ EXIT_BAD_APP = 2
 EXIT_WORKER_DIED = 3
 
 WORKER_CLASSES = ("sync", "gthread", "gevent")
+ASGI_WORKER_CLASS = "uvicorn.workers.UvicornWorker"
 
 
 def exec_gunicorn(
@@ -38,7 +39,7 @@ def exec_gunicorn(
     worker_class: str = "sync",
 ) -> int:
     """Replace this process with gunicorn's arbiter (so a signal to this pid reaches it)."""
-    if worker_class not in WORKER_CLASSES:
+    if worker_class not in (*WORKER_CLASSES, ASGI_WORKER_CLASS):
         raise MemsoakError(f"--worker-class must be one of {', '.join(WORKER_CLASSES)}, got {worker_class!r}")
     if not 1 <= workers <= 256:
         raise MemsoakError(f"--workers must be 1..256, got {workers}")

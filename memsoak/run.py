@@ -23,6 +23,8 @@ from memsoak.target import START_TIMEOUT_S, TargetProcess, last_lines
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_APP = "targets.seed_leak.app:app"
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "seed.py"
+# Named before every locustfile: one that does not import memsoak gets its options and plugin.
+AUTO_LOCUSTFILE = Path(__file__).resolve().parent / "locust" / "auto.py"
 KNOWN_EXIT_CODES = (0, 1, 2, 3)
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C; the reports are written
 STDERR_TAIL_LINES = 10
@@ -52,6 +54,7 @@ class RunOptions:
     workers: int = 0  # Locust worker processes under a master; 0: one plain Locust process
     server: str = "gevent"  # what serves a started target: gevent or gunicorn
     server_workers: int = 1  # the target's worker processes
+    interface: str = "auto"  # the started app's: asgi, wsgi, or told from the app
     duration_s: float | None = None  # a time-bound soak instead of `requests`
     checkpoint_every_s: float | None = None
     history: Path | None = None
@@ -100,10 +103,14 @@ def _check_agent(url: str, token: str) -> None:
     AgentClient(url, token, timeout=10).status()
 
 
+def locustfiles(options: RunOptions) -> str:
+    return f"{AUTO_LOCUSTFILE},{options.locustfile}"
+
+
 def locust_command(options: RunOptions, url: str) -> list[str]:
     command = [
         sys.executable, "-m", "locust",
-        "-f", str(options.locustfile),
+        "-f", locustfiles(options),
         "--headless", "--only-summary",
         "-u", str(options.users), "-r", str(options.spawn_rate),
         "--host", url,
@@ -161,7 +168,7 @@ def _start_locust_workers(
         with open(options.out / f"locust-worker-{index}.log", "wb") as log:
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "locust", "-f", str(options.locustfile), "--worker",
+                    [sys.executable, "-m", "locust", "-f", locustfiles(options), "--worker",
                      "--master-host", "127.0.0.1", "--master-port", str(master_port)],
                     stdout=log, stderr=subprocess.STDOUT, env=env,
                     preexec_fn=lifeline.preexec(signal.SIGTERM),
@@ -201,6 +208,7 @@ def _drive_locust(
     command = locust_command(options, url)
     if target is not None:
         command += ["--memsoak-agent-wait", f"{START_TIMEOUT_S:g}"]
+        command += ["--memsoak-target-log", str(target.log_path)]
     workers: list[subprocess.Popen[bytes]] = []
     if options.workers:
         port = free_port()
@@ -290,13 +298,24 @@ def _record_target_death(options: RunOptions, target: TargetProcess) -> str:
     return f"the target died during the run at {when} ({how}){last}; partial reports in {options.out}"
 
 
+def locust_error(log_path: Path) -> str:
+    """Locust's own account of why it stopped: the last error line of its log (argparse's
+    `locust: error: ...`, memsoak's plugin's, or a traceback's last line), else its last line."""
+    lines = [line.strip() for line in last_lines(log_path, 60) if line.strip()]
+    errors = [line for line in lines if "error:" in line.lower()]
+    line = (errors or lines or ["(nothing in locust.log)"])[-1]
+    return line.removeprefix("memsoak: error: ")
+
+
 def _failure_event(out: Path) -> str:
     """The plugin's account of how the target (or the load) failed, from the saved run."""
     try:
         events = RunDir(out).load()[0].events
     except MemsoakError:
         events = []
-    failures = [e for e in events if "target failed at" in e or "load failed at" in e]
+    failures = [
+        e for e in events if "target failed at" in e or "load failed at" in e or "requests failed at" in e
+    ]
     if not failures:
         return "the target failed"
     return failures[0].split(" ", 1)[1]  # without the HH:MM:SS prefix: it says the time itself
@@ -333,7 +352,8 @@ def run(options: RunOptions) -> int:
                 # Warm-up runs untraced, at full speed; the plugin turns tracing on at the
                 # baseline. Multi-worker targets have no such switch: they trace from the start.
                 else ("--no-trace", "--quick-exit")
-            ),
+            )
+            + ("--interface", options.interface),
         )
         if multi_worker:
             # The first worker's agent answers before the others have registered for the
@@ -359,10 +379,10 @@ def run(options: RunOptions) -> int:
         print(f"memsoak: interrupted: reports of what was gathered are in {options.out}", flush=True)
         return EXIT_INTERRUPTED if code in (0, 1) else code
     report = options.out / "report.json"
-    if code in (0, 1) and not (report.exists() and report.stat().st_mtime >= started - 1):
-        # Locust itself failed (a broken locustfile, say): its exit 1 must not read as "leak".
-        tail = " | ".join(last_lines(options.out / "locust.log", 2))
-        raise MemsoakError(f"Locust ended (exit {code}) without writing a report: {tail}")
+    if code in (0, 1, 2) and not (report.exists() and report.stat().st_mtime >= started - 1):
+        # Locust itself failed (a broken locustfile, an option it does not know): its exit 1
+        # must not read as "leak", and its reason must not stay in locust.log alone.
+        raise MemsoakError(f"Locust did not run (exit {code}): {locust_error(options.out / 'locust.log')}")
     if code == TargetError.exit_code:
         raise TargetError(f"{_failure_event(options.out)}; partial reports in {options.out}")
     if code not in KNOWN_EXIT_CODES:

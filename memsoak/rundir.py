@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.model import Phase, RequestCounts, RunData, Sample, Snapshot
+from analysis.model import Phase, RequestCounts, RequestFailure, RunData, Sample, Snapshot
 from analysis.snapshot_io import SnapshotFormatError, loads_snapshot, snapshot_from_dict
 from analysis.thresholds import Thresholds
 from memsoak.atomic import atomic_text, write_atomic
@@ -74,6 +74,8 @@ class RunDir:
             "events": run.events,
             "retention": run.retention,
             "call_paths": run.call_paths,
+            "failures": [asdict(f) for f in run.failures],
+            "target_errors": run.target_errors,
             "phases": [asdict(p) for p in run.phases],
             "native": run.native,
         }
@@ -206,11 +208,26 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
     call_paths = state.get("call_paths", {})
     if isinstance(call_paths, dict):  # read leniently too (analysis.call_paths)
         run.call_paths = call_paths
+    run.failures = _failures(state.get("failures", []))
+    target_errors = state.get("target_errors", [])
+    if isinstance(target_errors, list):
+        run.target_errors = [line for line in target_errors if isinstance(line, str)]
     run.phases = _phases(state.get("phases", []))
     native = state.get("native", {})
     if isinstance(native, dict):  # read leniently too (analysis.native)
         run.native = native
     return run, status if isinstance(status, str) else "unknown"
+
+
+def _failures(raw: Any) -> list[RequestFailure]:
+    """The quoted failures, read leniently: they only word an explanation, the count decides."""
+    if not isinstance(raw, list):
+        return []
+    return [
+        RequestFailure(str(f.get("name", "")), f["status"], str(f.get("error", "")))
+        for f in raw
+        if isinstance(f, dict) and type(f.get("status")) is int
+    ]
 
 
 def _phases(raw: Any) -> list[Phase]:

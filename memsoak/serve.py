@@ -26,20 +26,14 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 from memsoak.agent import tracing  # noqa: E402
 from memsoak.agent.middleware import LOOPBACK, Agent  # noqa: E402
 from memsoak.errors import MemsoakError  # noqa: E402
-from memsoak.hosting import listen, load_app  # noqa: E402
+from memsoak.hosting import INTERFACES, is_asgi, listen, load_app, parse_bind, probe_interface  # noqa: E402
+from memsoak.prefork import ASGI_WORKER_CLASS  # noqa: E402
 
 # Measured (bench/overhead.py, README "Performance"): wrk's req/s against the fixed seed app falls
 # from 0.19-0.35x of untraced at 1 frame to 0.09x at 10 and 0.06x at 25. 10 is kept because a
 # leak allocated inside a library (werkzeug routing, json, uuid) needs the frames up to the
 # user's own line; the cheap paths are the untraced warm-up, --watch and --until-confident.
 DEFAULT_FRAMES = 10
-
-
-def parse_bind(bind: str) -> tuple[str, int]:
-    host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise MemsoakError(f"--bind must be HOST:PORT, got {bind!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def serve(
@@ -55,7 +49,10 @@ def serve(
     workers: int = 1,
     worker_class: str = "sync",
     quick_exit: bool = False,
+    interface: str = "auto",
 ) -> int:
+    if interface not in INTERFACES:
+        raise MemsoakError(f"--interface must be one of {', '.join(INTERFACES)}, got {interface!r}")
     if not 1 <= frames <= 100:
         raise MemsoakError(f"--frames must be 1..100, got {frames}")
     host, port = parse_bind(bind)
@@ -63,6 +60,15 @@ def serve(
     # Hex, not urlsafe base64: a token starting with "-" reads as an option on a command line.
     token = token or os.environ.get("MEMSOAK_TOKEN") or secrets.token_hex(24)
     tracing.configured_frames = frames
+    if server_kind == "gunicorn" or workers != 1:
+        if interface == "asgi" or (interface == "auto" and probe_interface(spec, app_dir) == "asgi"):
+            from memsoak.prefork import exec_gunicorn
+
+            # No gevent server for ASGI: gunicorn's arbiter with uvicorn's worker class.
+            return exec_gunicorn(
+                spec, app_dir=app_dir, bind=bind, token=token, print_token=generated, frames=frames,
+                allow=allow, workers=workers, worker_class=ASGI_WORKER_CLASS,
+            )  # fmt: skip
     if server_kind == "gunicorn":
         from memsoak.prefork import exec_gunicorn
 
@@ -77,10 +83,27 @@ def serve(
             spec, app_dir=app_dir, host=host, port=port, token=token, print_token=generated,
             frames=frames, trace=trace, allow=allow, workers=workers,
         )  # fmt: skip
+
+    def exec_asgi() -> int:
+        # Imported only for an ASGI app: asyncio is no WSGI run's cost.
+        from memsoak.asgi_serve import AsgiTarget, exec_asgi
+
+        assert token is not None
+        return exec_asgi(
+            AsgiTarget(spec, app_dir, bind, token, generated, frames, trace, tuple(allow), quick_exit)
+        )
+
+    if interface == "asgi":
+        return exec_asgi()
     if trace:
         # Before the app is imported, so import-time allocations carry full tracebacks too.
         tracemalloc.start(frames)
-    app = Agent(load_app(spec, app_dir), token=token, allow=allow)
+    loaded = load_app(spec, app_dir)
+    if interface == "auto" and is_asgi(loaded):
+        # Imported twice, here and in uvicorn's fresh interpreter: a WSGI app, the common case,
+        # is imported once, with gevent's patches in place before it.
+        return exec_asgi()
+    app = Agent(loaded, token=token, allow=allow)
     sock = listen(host, port)
     server = WSGIServer(sock, app, log=None, error_log=sys.stderr)
     server.start()
@@ -116,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", choices=("gevent", "gunicorn"), default="gevent", help="the WSGI server")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class: sync, gthread, gevent")
+    parser.add_argument(
+        "--interface", choices=INTERFACES, default="auto", help="ASGI or WSGI (default: told from the app)"
+    )
     parser.add_argument("--no-trace", dest="trace", action="store_false", help="start with tracemalloc off")
     parser.add_argument(
         "--quick-exit",
@@ -146,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             worker_class=args.worker_class,
             quick_exit=args.quick_exit,
+            interface=args.interface,
         )
     except MemsoakError as exc:
         print(f"memsoak serve: error: {exc}", file=sys.stderr)

@@ -85,12 +85,15 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("run", "--native-min-bytes-per-request"): ["-1", "x", "nan"],
     ("run", "--native-min-total-bytes"): ["-1", "x"],
     ("run", "--native-traced-share"): ["-1", "x", "nan"],
+    ("run", "--max-failed-share"): ["-1", "x", "nan", "1.5"],
+    ("run", "--interface"): ["asgi2", ""],
     ("run", "--retention-seconds"): ["-1", "x", "121"],
     ("serve", "--no-trace"): ["yes"],
     ("serve", "--quick-exit"): ["yes"],
     ("serve", "--server"): ["uwsgi"],
     ("serve", "--workers"): ["0", "x"],
     ("serve", "--worker-class"): ["threads!"],
+    ("serve", "--interface"): ["wsgi3"],
     ("history", "--history"): [str(REPO), ""],
     ("history", "--scenario"): ["", "two\nlines"],
     ("history", "--limit"): ["0", "x"],
@@ -119,6 +122,7 @@ LATE |= {
         "--native-min-bytes-per-request",
         "--native-min-total-bytes",
         "--native-traced-share",
+        "--max-failed-share",
         "--retention-seconds",
     )
     for value in values
@@ -250,4 +254,5 @@ def test_a_broken_locustfile_is_an_error_not_a_leak(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "without writing a report" in lines[0] and "broken scenario" in lines[0]
+    assert len(lines) == 1 and "Locust did not run" in lines[0]
+    assert "RuntimeError: broken scenario" in lines[0]

@@ -55,11 +55,26 @@ def test_every_leak_says_what_keeps_it() -> None:
             assert (target.root is not None) == (target.kind == "unreachable"), target
 
 
+def test_the_asgi_and_django_targets_are_served_as_what_they_are() -> None:
+    """Async leaks, their look-alikes and Django's two entry points, each told ASGI or WSGI in a
+    fresh interpreter the way `memsoak serve` tells them (uvicorn then serves the ASGI ones)."""
+    from memsoak.hosting import probe_interface
+
+    targets = {t.name: t for t in bench.discover()}
+    asgi = [n for n in targets if n.startswith("async_")] + ["django_asgi", "django_fixed_asgi"]
+    kinds = Counter(targets[n].expected for n in asgi if n.startswith("async_"))
+    assert kinds["leak"] >= 3 and kinds["no-leak"] >= 2
+    for name in asgi:
+        assert probe_interface(targets[name].app, targets[name].app_dir or None) == "asgi", name
+    for name in ("django_wsgi", "django_fixed_wsgi", "seed_leak"):
+        assert probe_interface(targets[name].app, targets[name].app_dir or None) == "wsgi", name
+
+
 @pytest.mark.parametrize("target", bench.discover(), ids=lambda t: t.name)
 def test_planted_line_is_the_marked_line(target: object) -> None:
     planted = getattr(target, "planted", None)
     module = getattr(target, "module", "")
-    path = REPO / Path(*module.split(".")).with_suffix(".py")
+    path = getattr(target, "source", None) or REPO / Path(*module.split(".")).with_suffix(".py")
     if getattr(target, "expected", None) != "leak":
         assert planted is None
         return
@@ -67,7 +82,7 @@ def test_planted_line_is_the_marked_line(target: object) -> None:
     file, _, line = planted.partition(":")
     source = (path.parent / file).read_text(encoding="utf-8").splitlines()
     marked = [n for n, text in enumerate(source, start=1) if re.search(r"#\s*planted\s*$", text)]
-    if module.startswith("targets.corpus."):
+    if module.startswith("targets.corpus.") or "django_shop" in str(path):
         assert marked == [int(line)], f"{planted}: the '# planted' marker is on line(s) {marked}"
     else:  # the seed pair predates the marker; its line is the write-up's
         assert 0 < int(line) <= len(source)
@@ -114,5 +129,7 @@ def test_memsoak_reaches_every_expected_verdict(tmp_path: Path) -> None:
     assert re.match(seed, summaries["seed_leak"]), summaries
     assert "module targets.corpus.shared_helper -> global _audit_log" in summaries["shared_helper"], summaries
     assert "module targets.corpus.listeners -> global bus" in summaries["listeners"], summaries
-    kinds = [o["kind"] for o in leaks.values()]
-    assert kinds.count("reachable") + kinds.count("unreachable") + kinds.count("raw") >= len(leaks) - 1
+    # Django's heap is larger: on a loaded machine its search can spend the whole budget (it
+    # finds `module shop.views -> global _rendered` when it has the time), so it is not counted.
+    kinds = [o["kind"] for name, o in leaks.items() if not name.startswith("django")]
+    assert kinds.count("reachable") + kinds.count("unreachable") + kinds.count("raw") >= len(kinds) - 1

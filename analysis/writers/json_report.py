@@ -117,6 +117,10 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         # Per process of a multi-worker target; "suspects": the top merged suspects in that
         # process ({file, line, rank, size_diff, bytes_per_request, share}).
         "workers": [asdict(w) for w in report.workers],
+        # The first failed measured requests ({name, status, error}; status 0: no response) and
+        # the last exception lines of the target's log.
+        "failures": [asdict(f) for f in report.failures],
+        "target_errors": list(report.target_errors),
         # What ran, in order: {name, requests, frames (0: untraced), took}.
         "phases": [asdict(p) for p in report.phases],
         **({"native": native_to_dict(report.native)} if report.native is not None else {}),

@@ -1,6 +1,7 @@
-"""The in-target agent: `Agent` middleware and the `serve` launcher."""
+"""The in-target agent: `Agent` (WSGI) and `AsgiAgent` middleware, and the `serve` launcher."""
 
+from memsoak.agent.asgi import AsgiAgent
 from memsoak.agent.middleware import Agent
 from memsoak.protocol import PREFIX
 
-__all__ = ["PREFIX", "Agent"]
+__all__ = ["PREFIX", "Agent", "AsgiAgent"]

@@ -22,7 +22,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from memsoak.errors import MemsoakError
 from memsoak.locust.options import Settings, add_options
 from memsoak.locust.plugin import MemsoakPlugin
-from memsoak.locust.users import GATED_USERS, MemsoakHttpUser, MemsoakRequestsUser
+from memsoak.locust.users import MemsoakHttpUser, MemsoakRequestsUser, gate_plain_users
 
 __all__ = ["MemsoakHttpUser", "MemsoakPlugin", "MemsoakRequestsUser"]
 
@@ -33,11 +33,12 @@ def _add_options(parser: Any, **_: Any) -> None:
 
 
 def _check_user_classes(environment: Environment) -> None:
-    ungated = [cls.__name__ for cls in environment.user_classes if not issubclass(cls, GATED_USERS)]
+    ungated = gate_plain_users(environment.user_classes)
     if ungated:
         raise MemsoakError(
-            f"user class(es) {', '.join(ungated)} cannot keep an exact request budget: "
-            "derive them from memsoak.locust.MemsoakHttpUser (or MemsoakRequestsUser)"
+            f"user class(es) {', '.join(ungated)} have a client of their own, which memsoak cannot "
+            "gate: their requests would be counted only after they are made, so the budget could "
+            "not be exact; use HttpUser, FastHttpUser or memsoak.locust.MemsoakHttpUser"
         )
 
 

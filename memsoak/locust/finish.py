@@ -3,10 +3,12 @@ retention paths), the files, the summary, the history row and the exit code."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from analysis.model import RequestCounts
 from analysis.report import Report, build_report
+from memsoak.failures import exception_lines
 from memsoak.locust.plans import Plan
 from memsoak.locust.session import Session
 from memsoak.progress import summary_line
@@ -43,20 +45,33 @@ def finish(
             f"{measured - snapshots[-1].requests} requests after the last snapshot (at "
             f"{snapshots[-1].requests}) are left out of the per-request figures"
         )
+    failed_requests = session.failed_measured
     if (session.interrupted or session.target_failed) and snapshots:
         measured = snapshots[-1].requests
+        # Only the failures among those requests (counted as of the last snapshot): the ones
+        # after it hit a target already dying, and say no more than its death does.
+        failed_requests = min(failed_requests, data.requests.failed)
     data.requests = RequestCounts(
         warmup=min(completed, settings.warmup) + session.offset,
         measured=measured,
-        failed=session.failed_measured,
+        failed=failed_requests,
         window=window,
     )
     data.locust_stats = locust_stats
+    if session.failed_measured and settings.target_log is not None:
+        data.target_errors = exception_lines(settings.target_log)
     data.phases = plan.phases(data.requests.warmup, measured)
     report = _report(session)
-    report = plan.conclude(report)
+    erred = report.verdict.rule == "requests-failed"
+    if erred:
+        # For `memsoak run`'s last line; the summary below shows the explanation already.
+        stamp, explanation = time.strftime("%Y-%m-%d %H:%M:%S %z"), report.verdict.explanation
+        data.events.append(f"{time.strftime('%H:%M:%S')} requests failed at {stamp}: {explanation}")
+    else:  # no plan's own verdict (watch mode's quiet one) may stand for a target that erred
+        report = plan.conclude(report)
     session.restore_tracing()
-    failed = session.target_failed or session.load_failed
+    # A run whose requests failed is no baseline for the regression check either.
+    failed = session.target_failed or session.load_failed or erred
     status = "failed" if failed else "finished"
     session.run_dir.save_state(data, status)
     paths = session.run_dir.write_reports(report, settings.formats or None)

@@ -178,6 +178,12 @@ def add_options(parser: Any) -> None:
         help="after a leak verdict, time the agent may spend finding what keeps each suspect "
         "alive; 0 skips it (default %(default)s)",
     )
+    group.add_argument(
+        "--memsoak-target-log",
+        default="",
+        env_var="LOCUST_MEMSOAK_TARGET_LOG",
+        help="the target's log file: when requests fail, the report quotes its last exception",
+    )
     _add_threshold_options(group)
 
 
@@ -219,6 +225,7 @@ class Settings:
     watch: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
+    target_log: Path | None = None
     native_window: int = DEFAULT_NATIVE_WINDOW
 
     @classmethod
@@ -288,6 +295,7 @@ class Settings:
             watch=bool(getattr(options, "memsoak_watch", False)),
             thresholds=thresholds,
             retention_seconds=retention_seconds,
+            target_log=Path(log) if (log := getattr(options, "memsoak_target_log", "")) else None,
             native_window=_native_window(getattr(options, "memsoak_native_window", DEFAULT_NATIVE_WINDOW)),
         )
 

@@ -22,8 +22,10 @@ from locust.env import Environment
 from analysis.model import RunData, Sample, Snapshot
 from analysis.report import Report
 from analysis.thresholds import Thresholds
+from analysis.verdict import QUOTED_FAILURES
 from memsoak.agent_client import AgentClient, AgentError, AgentUnreachable
 from memsoak.errors import MemsoakError
+from memsoak.failures import request_failure
 from memsoak.history import History
 from memsoak.locust.finish import finish
 from memsoak.locust.gate import RequestGate
@@ -167,11 +169,18 @@ class MemsoakPlugin:
         finally:
             self._finishing.set()
 
-    def _on_request(self, exception: Any = None, **_: Any) -> None:
-        if exception is None or self.session.measuring_since is None:
+    def _on_request(
+        self, request_type: str = "", name: str = "", response: Any = None, exception: Any = None, **_: Any
+    ) -> None:
+        session = self.session
+        if exception is None or session.measuring_since is None:
             return
         if not self.plan.window_request_failed():
-            self.session.failed_measured += 1
+            session.failed_measured += 1
+            failure = request_failure(request_type, name, response, exception)
+            # The first distinct ones: a hundred copies of one 500 say no more than one.
+            if len(session.data.failures) < QUOTED_FAILURES and failure not in session.data.failures:
+                session.data.failures.append(failure)
         elif self.plan.window_failing:
             gevent.spawn(self.plan.end_window_early)
 

@@ -1,7 +1,9 @@
-"""Locust users whose requests pass through memsoak's request gate."""
+"""Locust users whose requests pass through memsoak's request gate: memsoak's own base classes,
+and any plain `HttpUser` or `FastHttpUser` of a locustfile that knows nothing of memsoak."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from locust import FastHttpUser, HttpUser, constant
@@ -86,3 +88,29 @@ class MemsoakRequestsUser(HttpUser):
 
 
 GATED_USERS = (MemsoakHttpUser, MemsoakRequestsUser)
+
+
+def gate_plain_users(user_classes: Iterable[type]) -> list[str]:
+    """Route the client of every `HttpUser` and `FastHttpUser` among `user_classes` through the
+    gate, as `MemsoakHttpUser` does, without the locustfile saying so: each class's `__init__`
+    wraps the client it made. Returns the names of the classes it cannot gate: users with a
+    client of their own, whose requests are known only from the request events they fire, after
+    they are made, so no budget over them can be exact."""
+    ungateable = []
+    for cls in user_classes:
+        if issubclass(cls, GATED_USERS):
+            continue
+        if not issubclass(cls, HttpUser | FastHttpUser):
+            ungateable.append(cls.__name__)
+            continue
+        cls.__init__ = _gating(cls.__init__)  # type: ignore[method-assign]
+    return ungateable
+
+
+def _gating(original: Callable[..., None]) -> Callable[..., None]:
+    def __init__(self: Any, environment: Environment, *args: Any, **kwargs: Any) -> None:
+        original(self, environment, *args, **kwargs)
+        if not isinstance(self.client, GatedClient):  # a parent class gated it already
+            self.client = GatedClient(self.client, environment)
+
+    return __init__

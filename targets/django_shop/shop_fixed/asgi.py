@@ -1,0 +1,9 @@
+"""ASGI entry point, as `django-admin startproject` writes it."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_fixed.settings")
+
+application = get_asgi_application()

@@ -31,6 +31,18 @@ def _created_at(traceback: Traceback, library_files: Sequence[str]) -> Frame | N
     return user_frame(traceback, library_files) or (traceback[-1] if traceback else None)
 
 
+def _through(group: list[Suspect], made: Traceback) -> Traceback:
+    """`made` as deep as a member's traceback that passes through its innermost frame: a series
+    traced one frame deep records one frame of the call that made the root, while the members'
+    call paths (deepened) go on up to the user's code through that same call."""
+    inner = made[-1]
+    for suspect in group:
+        for index, frame in enumerate(suspect.traceback):
+            if (frame.file, frame.line) == (inner.file, inner.line) and index + 1 > len(made):
+                return suspect.traceback[: index + 1]
+    return made
+
+
 def _merge(group: list[Suspect], library_files: Sequence[str]) -> Suspect:
     top = group[0]
     path = top.retention
@@ -40,6 +52,7 @@ def _merge(group: list[Suspect], library_files: Sequence[str]) -> Suspect:
     if blamed is None and path.kind == "unreachable" and made:
         # The unreferenced object (a leaked traceback) is small and may not be a suspect
         # itself: it is still where the leak was made.
+        made = _through(group, made)
         inner = made[-1]
         blamed = replace(
             top,

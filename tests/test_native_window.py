@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -171,23 +170,28 @@ def _drive(url: str, requests: int) -> None:
             answer.read()
 
 
-def _native_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("memsoak-native-*")}
+def _native_dirs(where: Path) -> set[str]:
+    return {p.name for p in where.glob("memsoak-native-*")}
 
 
 def test_no_leak_target_has_no_native_site_and_the_capture_is_removed(
-    start_target: Callable[..., TargetProcess], token: str
+    start_target: Callable[..., TargetProcess], token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A temporary directory of the target's own: other runs on the machine make capture
+    # directories in the shared one meanwhile.
+    private_tmp = tmp_path / "target-tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
     target = start_target("targets.seed_fixed.app:app")
     agent = AgentClient(target.url, token)
     _drive(target.url, 100)  # warm: first-use allocations are no window's
-    before = _native_dirs()
     agent.start_native(60)
     _drive(target.url, 300)
+    assert len(_native_dirs(private_tmp)) == 1  # the capture is where the target's TMPDIR says
     window = read_native(agent.stop_native())
     assert window is not None and window.requests == 300
     assert window.sites == (), window.sites
-    assert _native_dirs() <= before  # the private capture directory is gone
+    assert _native_dirs(private_tmp) == set()  # the private capture directory is gone
 
 
 def test_window_in_prefork_workers_sums_their_sites(
@@ -247,6 +251,13 @@ def test_c_extension_leak_named_with_its_function_and_the_apps_line(
     assert "nativeleak_leak" in output
 
 
+OLD_PYDANTIC = pytest.mark.skipif(
+    sys.version_info >= (3, 13),
+    reason="pydantic-core 2.14.5/2.14.6 (the pinned leak and its fix) have no wheels for Python 3.13",
+)
+
+
+@OLD_PYDANTIC
 def test_pydantic_rust_core_leak_names_the_apps_line_and_the_librarys_frame(
     memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
@@ -262,6 +273,7 @@ def test_pydantic_rust_core_leak_names_the_apps_line_and_the_librarys_frame(
     assert report["native"]["explained_share"] >= 0.5
 
 
+@OLD_PYDANTIC
 def test_pydantic_fixed_release_is_no_leak_and_records_no_window(
     memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ from memsoak.agent.retention_walk import (
     size_of,
     type_name,
 )
+from memsoak.agent.startup import FROZEN_AT_IMPORT
 
 MAX_SUSPECTS = 10
 SAMPLE_ITEMS = 4  # newest items of a container looked at
@@ -282,7 +283,7 @@ def find_retention(
     # Objects an app froze (gc.freeze(), as preforking servers' apps do) are in no generation:
     # neither listed nor looked at for referrers. A child thaws them; the target itself must not
     # (its collections would walk them again), so there "nothing refers to it" is not known.
-    frozen = gc.get_freeze_count()
+    frozen = max(0, gc.get_freeze_count() - FROZEN_AT_IMPORT)
     if frozen and in_child:
         gc.unfreeze()
         frozen = 0

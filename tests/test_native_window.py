@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -146,11 +147,13 @@ def test_blocks_kept_once_in_a_window_are_no_site() -> None:
     assert window is not None and window.sites == () and not window.explains_growth
 
 
-def test_a_capture_over_its_limit_is_not_read_and_is_removed() -> None:
+def test_a_capture_over_its_limit_is_not_read_and_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """In this process: memray's tracker around some allocations, with a limit no capture fits."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # not the shared /tmp other runs use
     requests = [0]
     window = NativeWindow(lambda: requests[0], max_seconds=60, max_bytes=1)
-    before = _native_dirs()
     window.start()
     kept = [bytearray(4096) for _ in range(100)]
     requests[0] = 100
@@ -158,7 +161,7 @@ def test_a_capture_over_its_limit_is_not_read_and_is_removed() -> None:
     assert len(kept) == 100
     assert answer["stacks"] == [] and "over the limit of 1" in answer["note"]
     assert answer["requests"] == 100 and answer["capture_bytes"] > 1
-    assert _native_dirs() <= before
+    assert _native_dirs(tmp_path) == set()
 
 
 # -- the agent's window, on real targets ---------------------------------------------------------

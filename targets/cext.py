@@ -37,7 +37,7 @@ def build(name: str) -> Path:
     compiler = shlex.split(str(config.get("CC") or "cc"))
     flags = shlex.split(str(config.get("CFLAGS") or "")) + shlex.split(str(config.get("CCSHARED") or ""))
     command = [
-        *compiler, *flags, "-Wall", "-Wextra", "-shared", "-o", str(partial),
+        *compiler, *flags, "-Wall", "-Wextra", "-Werror", "-shared", "-o", str(partial),
         f"-I{sysconfig.get_paths()['include']}", str(source),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)

@@ -26,6 +26,7 @@ from analysis.native import read_native, trim_stack
 from memsoak.agent.native import NativeWindow
 from memsoak.agent_client import AgentClient, AgentError
 from memsoak.target import TargetProcess
+from targets import cext
 
 REPO = Path(__file__).resolve().parent.parent
 CEXT = REPO / "tests" / "cext"
@@ -37,22 +38,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="me
 
 
 def _build_nativeleak(into: Path) -> Path:
-    """tests/cext/nativeleak.c built as the project's extensions are (setuptools, -Wall -Wextra),
+    """tests/cext/nativeleak.c built the way the corpus' test extensions are (targets/cext.py),
     with its app beside it: a directory to pass as --app-dir."""
-    script = (
-        "import sys; from setuptools import Extension, setup; "
-        "setup(name='nativeleak', script_args=['build_ext', '--build-lib', sys.argv[1], "
-        "'--build-temp', sys.argv[2]], ext_modules=[Extension('nativeleak', "
-        "sources=['tests/cext/nativeleak.c'], extra_compile_args=['-Wall', '-Wextra', '-Werror'])])"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(into), str(into / "build")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copy(cext.build("nativeleak"), into)
     shutil.copy(CEXT / "nativeleak_app.py", into)
     return into
 

@@ -194,7 +194,7 @@ OOM = "targets.faults.oom_leak"
 
 def test_target_dies_out_of_memory_halfway(runs: Callable[..., Run]) -> None:
     run = runs(
-        "--app", f"{OOM}:app", "--requests", "3000", "--warmup", "20", "--checkpoints", "15",
+        "--app", f"{OOM}:app", "--requests", "3000", "--warmup", "20", "--checkpoints", "30",
         "--users", "4", "--frames", "2",
         env={"MEMSOAK_FAULT_HEADROOM_MB": "160"},
     )  # fmt: skip

@@ -131,8 +131,10 @@ def test_memory_tab_shows_live_memory_and_suspects(locust_web: tuple[str, str], 
         seen = [
             _wait_for_rows(
                 page,
-                lambda rows: rows[:1] == [f"requests | 0 of {WARMUP} warm-up |  | 0 snapshots taken"]
-                and any(r.startswith("RSS | waiting for the baseline snapshot") for r in rows),
+                lambda rows: (
+                    rows[:1] == [f"requests | 0 of {WARMUP} warm-up |  | 0 snapshots taken"]
+                    and any(r.startswith("RSS | waiting for the baseline snapshot") for r in rows)
+                ),
                 "the warm-up waiting for its baseline",
             )
         ]
@@ -140,8 +142,10 @@ def test_memory_tab_shows_live_memory_and_suspects(locust_web: tuple[str, str], 
         seen.append(
             _wait_for_rows(
                 page,
-                lambda rows: rows[:1] == [f"requests | 120 of {MEASURED:,} measured |  | 1 snapshots taken"]
-                and any(r.startswith("RSS | ") and "MiB" in r for r in rows),
+                lambda rows: (
+                    rows[:1] == [f"requests | 120 of {MEASURED:,} measured |  | 1 snapshots taken"]
+                    and any(r.startswith("RSS | ") and "MiB" in r for r in rows)
+                ),
                 "120 measured requests after the baseline",
             )
         )
@@ -149,8 +153,10 @@ def test_memory_tab_shows_live_memory_and_suspects(locust_web: tuple[str, str], 
         seen.append(
             _wait_for_rows(
                 page,
-                lambda rows: rows[:1] == [f"requests | 260 of {MEASURED:,} measured |  | 2 snapshots taken"]
-                and any(r.startswith("suspect #1 fetchuserdata.py:6") for r in rows),
+                lambda rows: (
+                    rows[:1] == [f"requests | 260 of {MEASURED:,} measured |  | 2 snapshots taken"]
+                    and any(r.startswith("suspect #1 fetchuserdata.py:6") for r in rows)
+                ),
                 "the first checkpoint's suspect at 260 measured requests",
             )
         )

@@ -9,6 +9,7 @@ from flask import Flask, request
 
 PAGE = 10
 
+
 class Order:
     def __init__(self, number: int) -> None:
         self.number = number

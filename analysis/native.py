@@ -8,26 +8,30 @@ report.json, and the sentence the verdict says about it.
 A stack is cut after the first frame in the user's own code (a Python file outside the stdlib,
 the installed packages and memsoak): what is above is the server's and the framework's, the same
 for every request. A run of frames memray could not name (a stripped Rust or C library) becomes one
-frame. A site counts only when it leaked often enough to be per-request: one block that happened to
-be taken in the window and kept (a pymalloc arena, a buffer that grew once) is not a leak.
+frame; a frame it named without a file (no debug information) has the shared object it is in,
+where the agent found it. A site counts only when it leaked often enough to be per-request: one
+block that happened to be taken in the window and kept (a pymalloc arena, a buffer that grew
+once) is not a leak.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 UNKNOWN = "<unknown>"
 MIN_BYTES_PER_REQUEST = 64.0
-MIN_COUNT_PER_REQUEST = 0.2  # a site leaking once in five requests or more often
+MIN_COUNT_PER_REQUEST = 0.1  # a site leaking once in ten requests or more often (ujson 5.3.0: one in eight)
 # Below this share of the RSS growth, the sites are not the leak: the report says the window
 # does not see it, rather than naming the little it saw.
 EXPLAINS_MOST = 0.5
 MAX_SITES = 20
 # Where CPython's and libc's own frames come from: the allocator and call machinery between the
 # code that asked for memory and the allocation, named last when naming a site.
-_RUNTIME_FILES = ("Objects/", "Python/", "Include/", "./Include/", "Modules/", "Parser/")
+_RUNTIME_DIRS = ("Objects/", "Python/", "Include/", "Modules/", "Parser/")
+_RUNTIME_FILES = _RUNTIME_DIRS + tuple("./" + d for d in _RUNTIME_DIRS)
 _RUNTIME_FUNCTIONS = ("malloc", "calloc", "realloc", "free", "mmap", "posix_memalign", "aligned_alloc")
 
 
@@ -41,10 +45,22 @@ class NativeFrame:
     def is_python(self) -> bool:
         return self.file is not None and self.file.endswith((".py", ".pyw"))
 
+    @property
+    def is_runtime(self) -> bool:
+        """CPython's or libc's: the allocator and call machinery between code and its memory."""
+        return self.function in _RUNTIME_FUNCTIONS or (
+            self.file is not None and self.file.startswith(_RUNTIME_FILES)
+        )
+
     def where(self) -> str:
+        if self.function == UNKNOWN:
+            return f"{UNKNOWN} (native frames with no symbols)"
         if self.file is None:
-            return f"{self.function} (a native frame with no symbols)"
-        return f"{self.file}:{self.line} {self.function}" if self.line else f"{self.function} ({self.file})"
+            return f"{self.function} (a native frame with no file)"
+        if self.line:
+            return f"{self.file}:{self.line} {self.function}"
+        # A shared object without debug information: its name says which library it is.
+        return f"{self.function} (in {posixpath.basename(self.file)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +73,20 @@ class NativeSite:
     @property
     def named_frame(self) -> NativeFrame:
         """The frame that names the site: the innermost one that is not CPython's or libc's
-        allocation machinery (an extension's function, or the unnamed run of its frames)."""
+        allocation machinery, an extension's function; a run of unnamed frames where the call
+        reaches the runtime or Python again first (a stripped library)."""
+        unnamed = None
         for frame in self.stack:
-            if frame.file is None or not (
-                frame.file.startswith(_RUNTIME_FILES) or frame.function in _RUNTIME_FUNCTIONS
-            ):
-                return frame
-        return self.stack[0]
+            if frame.function == UNKNOWN:
+                unnamed = unnamed or frame
+            elif frame.is_python:
+                break
+            elif frame.is_runtime:
+                if unnamed is not None:
+                    break
+            else:
+                return frame  # the unnamed frames before it were its own (static, inlined)
+        return unnamed or self.stack[0]
 
     @property
     def library_frame(self) -> NativeFrame | None:
@@ -92,8 +115,10 @@ class NativeWindow:
 
 def _frame(raw: Sequence[Any]) -> NativeFrame:
     function, file, line = str(raw[0]), str(raw[1]), int(raw[2])
-    if function == UNKNOWN or file == UNKNOWN:
+    if function == UNKNOWN:
         return NativeFrame(UNKNOWN, None, None)
+    if file == UNKNOWN:  # a name without a file: an extension built without debug information
+        return NativeFrame(function, None, None)
     return NativeFrame(function, file, line or None)
 
 
@@ -115,7 +140,7 @@ def trim_stack(
     kept: list[NativeFrame] = []
     for raw in frames:
         frame = _frame(raw)
-        if frame.file is None and kept and kept[-1].file is None:
+        if frame.function == UNKNOWN and kept and kept[-1].function == UNKNOWN:
             continue
         kept.append(frame)
         if _is_user(frame, library_files):
@@ -189,10 +214,26 @@ def explain(window: NativeWindow) -> str:
         )
     top = window.sites[0]
     return (
-        f"{head} explains {window.explained_share:.0%} of the run's RSS growth; the top native "
-        f"site leaks {top.bytes_per_request:,.0f} bytes per request ({top.count_per_request:.1f} "
+        f"{head} {explained(window)}; the top native "
+        f"site leaks {top.bytes_per_request:,.0f} bytes per request ({_blocks(top.count_per_request)} "
         f"blocks) in {site_summary(top)}."
     )
+
+
+def _blocks(per_request: float) -> str:
+    return f"{per_request:.2f}" if per_request < 1 else f"{per_request:,.1f}"
+
+
+def explained(window: NativeWindow) -> str:
+    """How much of the RSS growth the sites explain, in words: more than all of it where they
+    hold memory that was taken but never written to, which is not resident (a buffer C code
+    took whole and filled in part)."""
+    if window.explained_share > 1:
+        return (
+            f"explains all of the run's RSS growth: its sites hold {window.explained_share:.1f}x as "
+            "much, memory taken but never written to not being resident"
+        )
+    return f"explains {window.explained_share:.0%} of the run's RSS growth"
 
 
 def site_summary(site: NativeSite) -> str:

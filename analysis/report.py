@@ -160,6 +160,8 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
     if native is not None and verdict.kind == "native-leak":
         # What the window found stands where the verdict would send the user to another tool.
         verdict = replace(verdict, explanation=verdict.explanation.replace(NATIVE_HINT, explain(native)))
+    elif native is not None and verdict.kind == "leak":  # opened for a raw buffer: where C took it
+        verdict = replace(verdict, explanation=f"{verdict.explanation} {explain(native)}")
     return Report(
         verdict=verdict,
         requests=run.requests,

@@ -242,6 +242,105 @@ def test_c_extension_leak_named_with_its_function_and_the_apps_line(
     assert "nativeleak_leak" in output
 
 
+def test_raw_buffer_of_a_c_extension_opens_the_window_and_names_its_function(
+    memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """ujson 5.3.0 (a real release) drops the output buffer it took with PyObject_Malloc when
+    encoding fails: the verdict is a leak, the retention search says `raw`, and that opens the
+    window. Its top site is ujson's own function, in ujson's shared object (the wheel has no
+    debug information, so memray names it without a file), from the app's call."""
+    out = tmp_path / "out"
+    app = (
+        "--app",
+        "targets.corpus.ujson_buffer_leak:app",
+        "--locustfile",
+        str(REPO / "locustfiles" / "corpus.py"),
+    )
+    report, output = _run(memsoak, out, *app)
+    assert report["verdict"] == "leak"
+    suspect = report["suspects"][0]
+    assert suspect["retention"]["kind"] == "raw"
+    native = report["native"]
+    assert native["requests"] == 300
+    top = native["sites"][0]
+    encoder = [f for f in top["stack"] if f["function"] == "JSON_EncodeObject"]
+    assert encoder and Path(encoder[0]["file"]).name.startswith("ujson.") and encoder[0]["line"] is None
+    user = top["stack"][-1]
+    assert (Path(user["file"]).name, user["line"]) == ("_export.py", 20)
+    # The planted buffer, one request in eight: the window's rate is the series' own.
+    assert abs(top["bytes_per_request"] - suspect["bytes_per_request"]) <= 0.25 * suspect["bytes_per_request"]
+    assert (
+        "JSON_EncodeObject (in ujson." in report["explanation"] and "_export.py:20" in report["explanation"]
+    )
+    assert "JSON_EncodeObject" in (out / "report.md").read_text()
+    assert "JSON_EncodeObject" in (out / "report.html").read_text()
+    assert "raw" in output
+
+
+def test_fixed_ujson_opens_no_window(
+    memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    app = (
+        "--app",
+        "targets.corpus.ujson_buffer_fixed:app",
+        "--locustfile",
+        str(REPO / "locustfiles" / "corpus.py"),
+    )
+    report, _ = _run(memsoak, tmp_path / "out", *app)
+    assert report["verdict"] == "no-leak", report["explanation"]
+    assert "native" not in report and not any("native window" in e for e in report["events"])
+
+
+def test_a_leak_held_by_python_objects_opens_no_window(
+    memsoak: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """Only a raw buffer calls for memray: a leak whose retention is reachable is Python's."""
+    report, _ = _run(memsoak, tmp_path / "out", "--app", "targets.seed_leak.app:app")
+    assert report["verdict"] == "leak" and report["suspects"][0]["retention"]["kind"] == "reachable"
+    assert "native" not in report
+
+
+def test_named_function_without_a_file_is_kept_and_names_the_site() -> None:
+    """A function memray names without a file (an extension without debug information) is not
+    collapsed with the unnamed frames: it names the site, with the shared object the agent found."""
+    frames = [
+        ["_PyObject_Malloc", "Objects/obmalloc.c", 2003],
+        ["tracemalloc_alloc", "./Modules/_tracemalloc.c", 599],
+        ["<unknown>", "<unknown>", 0],
+        ["<unknown>", "<unknown>", 0],
+        ["JSON_EncodeObject", "/venv/site-packages/ujson.cpython-311-x86_64-linux-gnu.so", 0],
+        ["objToJSON", "<unknown>", 0],
+        ["cfunction_call", "Objects/methodobject.c", 542],
+        ["index", "/srv/app.py", 20],
+    ]
+    answer = {
+        "windows": [
+            {
+                "requests": 100,
+                "rss_start": 0,
+                "rss_end": 0,
+                "library_files": ["/venv/site-packages/"],
+                "stacks": [{"bytes": 100 * 4096, "count": 100, "frames": frames}],
+            }
+        ]
+    }
+    window = read_native(answer, rss_per_request=4096.0)
+    assert window is not None and len(window.sites) == 1
+    site = window.sites[0]
+    assert [f.function for f in site.stack][2:5] == ["<unknown>", "JSON_EncodeObject", "objToJSON"]
+    assert site.stack[4].file is None
+    assert site.named_frame.where() == "JSON_EncodeObject (in ujson.cpython-311-x86_64-linux-gnu.so)"
+
+
+def test_shared_object_of_an_exported_function_is_found() -> None:
+    from memsoak.agent.shared_objects import find_objects
+
+    found = find_objects(["PyInit__grouping", "no_such_function_anywhere"])
+    from memsoak.agent import _grouping
+
+    assert found == {"PyInit__grouping": _grouping.__file__}
+
+
 OLD_PYDANTIC = pytest.mark.skipif(
     sys.version_info >= (3, 13),
     reason="pydantic-core 2.14.5/2.14.6 (the pinned leak and its fix) have no wheels for Python 3.13",

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from analysis.call_paths import origin
 from analysis.model import Suspect
-from analysis.native import site_summary
+from analysis.native import explained, site_summary
 from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.trend import Trend
@@ -148,6 +148,7 @@ def context(report: Report) -> dict[str, Any]:
         "phases": phases_line(report.phases),
         "locust_stats": _stats_rows(report.locust_stats),
         "native": report.native,
+        "native_explained": explained(report.native) if report.native else "",
         "native_sites": [(site_summary(s), s) for s in report.native.sites] if report.native else [],
         "workers_rss": (
             sum(row.rss_start for row in report.workers),

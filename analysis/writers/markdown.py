@@ -8,7 +8,7 @@ from typing import TextIO
 
 from analysis.call_paths import origin
 from analysis.model import Suspect
-from analysis.native import site_summary
+from analysis.native import explained, site_summary
 from analysis.phases import phases_line
 from analysis.report import Report
 from analysis.units import human_bytes
@@ -79,8 +79,8 @@ def _native(report: Report, w: Callable[[str], object]) -> None:
     if window is None:
         return
     w(
-        f"\n## Native sites\n\nmemray's native window: {window.requests:,} requests, "
-        f"{window.explained_share:.0%} of the run's RSS growth explained.\n\n"
+        f"\n## Native sites\n\nmemray's native window: {window.requests:,} requests; it "
+        f"{explained(window)}.\n\n"
     )
     if not window.sites:
         w("No native site above the floor.\n")

@@ -56,6 +56,14 @@ class RetentionSearch:
         if self._early is not None:
             self._early.join()
 
+    def early_answer(self) -> list[dict[str, Any]] | None:
+        """The early search's answer, waited for (None when none was started or it failed); it
+        is still the one `answer_for` gives."""
+        if self._early is None:
+            return None
+        answer: list[dict[str, Any]] | None = self._early.get()
+        return answer
+
     def answer_for(self, report: Report) -> list[dict[str, Any]] | None:
         """The retention paths of `report`'s suspects: those of the early search, if it was about
         them (a run cut short may have others), else from a search now."""
@@ -110,6 +118,6 @@ class RetentionSearch:
         session.event(
             f"retention search: {sum(1 for d in docs if d.get('found') is True)} of {len(leaking)} "
             f"suspect(s) traced to a root in {time.monotonic() - started:.1f} s"
-            + (" (in a forked child, during the call-path window)" if in_window else "")
+            + (" (in a forked child, while the windows after the series ran)" if in_window else "")
         )
         return docs

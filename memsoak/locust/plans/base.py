@@ -251,11 +251,15 @@ class Plan:
         self._windows = self.windows(report) if session.gate is not None and session.can_move_end else []
         self._series_report = report
         self.series_end = measured
+        if self._windows:
+            # Before any window opens: the native one opens on what the search finds (a raw
+            # buffer), and one that restarts tracing waits for it. Should none open, test stop
+            # takes this answer.
+            session.retention.start_early(report)
         if not self._open_next(measured):
             self.series_end = None
             session.quit()
             return
-        session.retention.start_early(report)
         session.sampler.stop()  # its readings would count the windows as measured
 
     def _open_next(self, measured: int) -> bool:

@@ -4,23 +4,35 @@ hybrid stack; analysis/native.py names the sites in the report."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from analysis.native import read_native
 from analysis.report import Report
+from analysis.retention import SiteKey, read_retention, site_key
 from memsoak.agent_client import AgentError, AgentTimeout, AgentUnreachable
 from memsoak.locust.plans.window import Window
 from memsoak.locust.session import Session
 
 # memray's tracker stops by itself after this, should nobody close the window.
 NATIVE_WINDOW_MAX_S = 300.0
+# The suspects whose retention can call for the window: the report's top ones.
+TOP_SUSPECTS = 3
 
 
-def native_wanted(report: Report) -> bool:
+def native_wanted(report: Report, retention: Sequence[dict[str, Any]] | None) -> bool:
     """A native-leak verdict, or a top suspect whose retention is `raw` (a buffer C code took
-    from Python's allocators and never freed: a kind the retention search tells once it does;
-    before that search has run, as at the end of a series, no suspect has one)."""
+    from Python's allocators and never freed), as the early retention search found it."""
     if report.verdict.kind == "native-leak":
         return True
-    return any(getattr(s.retention, "kind", None) == "raw" for s in report.suspects[:3])
+    if report.verdict.kind != "leak" or not retention:
+        return False
+    kinds: dict[SiteKey, str] = {}
+    for doc in retention:
+        path = read_retention(doc)
+        if path is not None:
+            kinds[path[0]] = path[1].kind
+    return any(kinds.get(site_key(s.traceback)) == "raw" for s in report.suspects[:TOP_SUSPECTS])
 
 
 class NativeWindow(Window):
@@ -31,7 +43,10 @@ class NativeWindow(Window):
         self.requests = session.settings.native_window
 
     def open(self, report: Report) -> str | None:
-        if self.requests <= 0 or not native_wanted(report):
+        if self.requests <= 0:
+            return None
+        # The search is in a forked child: waiting for it costs the target nothing.
+        if not native_wanted(report, self.session.retention.early_answer()):
             return None
         try:
             self.session.agent.start_native(NATIVE_WINDOW_MAX_S)

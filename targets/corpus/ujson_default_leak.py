@@ -8,7 +8,7 @@ them. The line that
 made them is `encode`'s, called from C.
 
 Expected verdict: leak
-Planted line: _orders.py:28
+Planted line: _orders.py:29
 Retention kind: unreachable
 Retention root: unreferenced targets.corpus._orders.Price
 """

@@ -89,7 +89,11 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument("--out", type=Path, help="report directory (default memsoak-out/<timestamp>)")
     p.add_argument("--fail-on-leak", action="store_true", help="exit 1 when the verdict is a leak")
-    p.add_argument("--frames", type=int_in(1, 100), help="traceback depth traced in a started target")
+    p.add_argument(
+        "--frames",
+        type=int_in(1, 100),
+        help="trace the whole series this deep (default: one frame, then the suspects' call paths deeper)",
+    )
     p.add_argument(
         "--max-time",
         type=positive_int,

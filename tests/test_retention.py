@@ -149,6 +149,34 @@ def test_memory_with_no_object_is_raw(traced: None) -> None:
     assert "no Python object" in found["note"] and found["group"] is None
 
 
+class Loop:
+    """An event loop's shape: items scheduled on it, and a method running in a call in progress."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[Session] = []
+
+    def schedule(self, n: int) -> None:
+        self.scheduled.append(Session(n))  # a scheduled item
+
+    def search(self, suspect: dict[str, Any]) -> dict[str, Any]:
+        return find_retention([suspect], max_seconds=30)
+
+
+def test_kept_by_a_running_functions_local_through_a_call_in_progress_is_reachable(traced: None) -> None:
+    """The way up from the items passes the loop (a running function's local), then the bound
+    method `map` calls and the map object, which only the C stack holds: no reference leaked by
+    C code, but the running function's local (asyncio's loop in `run_forever`, under uvicorn)."""
+    loop = Loop()
+    for n in range(300):
+        loop.schedule(n)
+    (answer,) = list(map(loop.search, [_suspect(Loop.schedule, "a scheduled item")]))
+    (found,) = answer["suspects"]
+    assert found["kind"] == "reachable", found
+    assert found["root"].startswith("a local of running function "), found["root"]
+    assert "unreferenced" not in found["root"] and "C code" not in found.get("note", "")
+    assert found["steps"][0].startswith("local self") or found["steps"][0].startswith("local loop"), found
+
+
 def _failing(n: int) -> None:
     request = {"path": f"/item/{n}", "headers": [("x-request", str(n))] * 8}  # the request's locals
     raise ValueError(request["path"])

@@ -12,7 +12,12 @@ the collector only once the function has returned. So the walk first takes every
 each thread's stack and each suspended greenlet's (`running_frames`), and the ids of their locals:
 an object among those is a running function's local, a root. A frame object not among them
 belongs to a function that has returned and is kept by something else (a traceback, a generator),
-and is walked through.
+and is walked through. An object a running function holds that something else refers to as well
+is walked through too, for a root a person can act on; but where that way ends with no referrer,
+the running function's local is the root. The way ends like that at a bound method or an argument
+tuple of a call in progress (only the C stack holds them; CPython does not show a running frame's
+value stack to the collector): asyncio's event loop, a local of `run_forever`, reached through
+the bound method its `_run_once` is, is no reference leaked by C code.
 
 Walks share their routes: a walk that meets an object an earlier walk went through takes the
 rest of that route, so suspects kept by one registry cost one walk, and are known to share it.
@@ -327,8 +332,15 @@ class Walk:
         return found
 
     def _walk(self, chain: list[Any]) -> Route:
+        # The first object on the way up that a running function holds as a local, though other
+        # objects refer to it too: the root to fall back on where the way up ends with nothing
+        # the collector tracks (as it does at a bound method or tuple passed to a call still in
+        # progress, which only the C stack holds: no leak), or at the depth bound.
+        held_by_running: Route | None = None
         for _ in range(self.max_depth):
             current = chain[-1]
+            if held_by_running is None and id(current) in self.locals:
+                held_by_running = self._running_local(self.locals[id(current)], current, list(chain))
             known = self.known.get(id(current))
             if known is not None and known[0].kind != "unknown":
                 earlier, place = known
@@ -343,6 +355,8 @@ class Walk:
             if found is not None:
                 return found
             alive = [r for r in referrers if id(r) not in self.running]
+            if not alive and held_by_running is not None:
+                return held_by_running
             if not alive:
                 return Route(
                     "unreachable", f"unreferenced {type_name(current)}", chain,
@@ -351,7 +365,15 @@ class Walk:
                 )  # fmt: skip
             chain.append(self._pick(alive))
             del referrers, alive
+        if held_by_running is not None:
+            return held_by_running
         return Route("unknown", "(search stopped: depth bound)", chain, truncated=True)
+
+    def _running_local(self, frame: types.FrameType, current: Any, chain: list[Any]) -> Route:
+        code = frame.f_code
+        root = f"a local of running function {code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
+        name = _frame_local(frame, current)[1]
+        return Route("reachable", root, chain, name, f"local {name} ({describe(current)})")
 
     def _root_among(self, referrers: list[Any], current: Any, chain: list[Any]) -> Route | None:
         if isinstance(current, types.ModuleType):  # held by sys.modules, or as a module's global
@@ -376,10 +398,7 @@ class Walk:
         frame = self.locals.get(id(current))
         if frame is not None and not any(id(r) not in self.running for r in referrers):
             # Only a running function holds it (and perhaps its callers' frames).
-            code = frame.f_code
-            root = f"a local of running function {code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
-            name = _frame_local(frame, current)[1]
-            return Route("reachable", root, chain, name, f"local {name} ({describe(current)})")
+            return self._running_local(frame, current, chain)
         return None
 
     @staticmethod

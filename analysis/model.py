@@ -89,6 +89,9 @@ class RequestCounts:
     # Made after the measured ones while the suspects' call paths were watched
     # (analysis/call_paths.py); no figure counts them.
     window: int = 0
+    # Failed in the warm-up: no figure counts them, but a run stopped before it measured enough
+    # because they failed says so (the `requests-failed` rule).
+    failed_warmup: int = 0
 
 
 @dataclass(frozen=True, slots=True)

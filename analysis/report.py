@@ -153,6 +153,8 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
         thresholds=limits,
         rss_driven=driven_growth([(c.requests, c.rss_bytes) for c in checkpoints], run.samples, "rss_bytes"),
         failed=run.requests.failed,
+        warmup=run.requests.warmup,
+        failed_warmup=run.requests.failed_warmup,
         failures=run.failures,
         target_errors=run.target_errors,
     )

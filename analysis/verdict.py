@@ -1,7 +1,8 @@
 """The verdict rules (DESIGN.md, "Verdict rules"). Each verdict names the rule that produced it and
 carries a confidence in 0..1; the rules are tried in this order:
 
-- `requests-failed` (inconclusive): more than `max_failed_share` of the measured requests failed.
+- `requests-failed` (inconclusive): more than `max_failed_share` of the measured requests failed,
+  or, in a run that measured fewer than `min_measured_requests`, of its warm-up requests.
   A target that errors serves no real work (a FastAPI app run as WSGI fails every request and
   leaks nothing), so its memory says nothing: never `no-leak`. The explanation quotes the first
   failures and the target's last exception lines.
@@ -57,10 +58,27 @@ def failed_requests(
     failures: Sequence[RequestFailure],
     target_errors: Sequence[str],
     limits: Thresholds,
+    warmup: int = 0,
+    failed_warmup: int = 0,
 ) -> Verdict | None:
-    """The `requests-failed` verdict, or None when few enough requests failed."""
+    """The `requests-failed` verdict, or None when few enough requests failed. Failures in the
+    warm-up count only for a run that then measured too few requests to judge (it was stopped
+    because they failed): a service's first requests may fail as it warms up."""
     share = failed / measured if measured > 0 else (1.0 if failed else 0.0)
-    if share <= limits.max_failed_share or failed == 0:
+    if share > limits.max_failed_share and failed > 0:
+        what = (
+            f"{failed:,} of {measured:,} measured requests failed ({share:.1%}, over the "
+            f"{limits.max_failed_share:.1%} allowed)"
+        )
+    elif failed_warmup > 0 and measured < limits.min_measured_requests:
+        warmup_share = failed_warmup / warmup if warmup > 0 else 1.0
+        if warmup_share <= limits.max_failed_share:
+            return None
+        what = (
+            f"{failed_warmup:,} of {warmup:,} warm-up requests failed ({warmup_share:.1%}) and the run "
+            f"measured {measured:,}"
+        )
+    else:
         return None
     quoted = "; ".join(
         f"{f.name} -> {f'HTTP {f.status}' if f.status else 'no response'} ({f.error})"
@@ -72,8 +90,7 @@ def failed_requests(
         "inconclusive",
         0.0,
         "requests-failed",
-        f"{failed:,} of {measured:,} measured requests failed ({share:.1%}, over the "
-        f"{limits.max_failed_share:.1%} allowed): a target that errors cannot be judged.{first}{logged}",
+        f"{what}: a target that errors cannot be judged.{first}{logged}",
     )
 
 
@@ -90,9 +107,11 @@ def decide(
     failed: int = 0,
     failures: Sequence[RequestFailure] = (),
     target_errors: Sequence[str] = (),
+    warmup: int = 0,
+    failed_warmup: int = 0,
 ) -> Verdict:
     limits = thresholds
-    erred = failed_requests(measured, failed, failures, target_errors, limits)
+    erred = failed_requests(measured, failed, failures, target_errors, limits, warmup, failed_warmup)
     if erred is not None:
         return erred
     if snapshot_count < 2 or measured < limits.min_measured_requests:

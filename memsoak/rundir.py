@@ -174,6 +174,7 @@ def _run_from_state(state: Any) -> tuple[RunData, str]:
         measured=_count(counts.get("measured"), "requests.measured"),
         failed=_count(counts.get("failed"), "requests.failed"),
         window=_count(counts.get("window", 0), "requests.window"),
+        failed_warmup=_count(counts.get("failed_warmup", 0), "requests.failed_warmup"),
     )
     raw_samples = state.get("samples", [])
     if not isinstance(raw_samples, list):

@@ -214,11 +214,16 @@ def test_multi_worker_asgi_target_is_merged(runs: Callable[..., Run]) -> None:  
 
 
 def test_an_asgi_app_forced_through_wsgi_is_inconclusive_not_no_leak(runs: Callable[..., Run]) -> None:  # noqa: F811
-    """The issue's first finding: every request failed, and memsoak said NO-LEAK with exit 0."""
+    """The issue's first finding: every request failed, and memsoak said NO-LEAK with exit 0. Now
+    the load stops once most requests have failed, in the warm-up here, and says why."""
     run = runs("--app", ASYNC_DICT, "--interface", "wsgi", "--requests", "400", "--warmup", "50")
     assert run.finish() == 3, run.stderr()
     report = run.report()
     assert (report["verdict"], report["rule"]) == ("inconclusive", "requests-failed")
-    assert report["requests"]["failed"] == 400
+    assert report["requests"]["measured"] == 0 and report["requests"]["failed_warmup"] >= 20
+    assert "warm-up requests failed" in report["explanation"]
+    assert any(
+        "stopping the load: " in e and "the target errors on most requests" in e for e in report["events"]
+    )
     assert "HTTP 500" in report["explanation"]
     assert "TypeError" in report["explanation"] and "send" in report["explanation"]

@@ -67,6 +67,36 @@ def test_no_measured_request_but_failures_is_all_failed() -> None:
     assert build_report(run).verdict.rule == "requests-failed"
 
 
+def test_failures_in_a_warmup_decide_only_a_run_that_measured_too_little() -> None:
+    from analysis.thresholds import Thresholds
+    from analysis.verdict import failed_requests
+
+    limits = Thresholds()
+    stopped = failed_requests(0, 0, [], [], limits, warmup=40, failed_warmup=40)
+    assert stopped is not None and stopped.rule == "requests-failed"
+    assert "40 of 40 warm-up requests failed (100.0%) and the run measured 0" in stopped.explanation
+    # A service's first requests failing as it warmed up, then a clean measured run: no matter.
+    assert failed_requests(2000, 0, [], [], limits, warmup=200, failed_warmup=3) is None
+
+
+def test_the_load_stops_once_failures_settle_the_verdict() -> None:
+    from memsoak.locust.failing import FAIL_FAST_MIN, failures_settle_it
+
+    def settle(measured: int, warmup: int, completed: int, planned: int | None) -> str | None:
+        return failures_settle_it(
+            failed_measured=measured, failed_warmup=warmup, completed=completed,
+            planned_measured=planned, max_failed_share=0.01,
+        )  # fmt: skip
+
+    assert settle(100, 0, 5000, 10_000) is None  # 1% of the planned 10,000 may still fail
+    assert "can only be inconclusive" in (settle(101, 0, 5000, 10_000) or "")
+    assert settle(0, FAIL_FAST_MIN - 1, FAIL_FAST_MIN - 1, 10_000) is None  # too few to tell
+    assert "errors on most requests" in (settle(0, FAIL_FAST_MIN, FAIL_FAST_MIN, 10_000) or "")
+    assert settle(0, 30, 60, 10_000) is None  # half is not most
+    assert settle(0, 41, 60, 10_000) is not None
+    assert settle(150, 0, 1000, None) is None  # a soak: no planned count, and most succeeded
+
+
 def test_the_last_exception_of_a_log(tmp_path: Path) -> None:
     log = tmp_path / "target.log"
     log.write_text(
@@ -94,13 +124,18 @@ def test_a_target_that_errors_is_inconclusive_and_exits_3(runs: Callable[..., Ru
     assert run.finish() == 3, run.stderr()
     report = run.report()
     assert (report["verdict"], report["rule"]) == ("inconclusive", "requests-failed")
-    assert report["requests"]["failed"] == 300
+    # More than 1% of the 600 planned failed: the verdict was settled, and the load stopped there
+    # (the 4 users' requests in flight as it stopped may add a few).
+    failed, measured = report["requests"]["failed"], report["requests"]["measured"]
+    assert 7 <= failed <= 7 + 2 * 4 and measured < 600, report["requests"]
+    stop = [e for e in report["events"] if "stopping the load: " in e]
+    assert len(stop) == 1 and "the verdict allows: it can only be inconclusive" in stop[0]
     assert "HTTP 500" in report["explanation"]
     assert "LookupBroke: the user table is gone" in report["explanation"]
     assert report["target_errors"][-1].endswith("LookupBroke: the user table is gone")
     assert [f["status"] for f in report["failures"]] == [500]  # distinct ones only
     # The last line says why, and the Markdown report is written too.
-    assert "300 of 600 measured requests failed" in run.stderr().strip().splitlines()[-1]
+    assert f"{failed} of {measured} measured requests failed" in run.stderr().strip().splitlines()[-1]
     assert "requests-failed" in (run.out / "report.md").read_text()
 
 

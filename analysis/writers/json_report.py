@@ -81,11 +81,12 @@ def _retention(path: RetentionPath | None) -> dict[str, Any] | None:
 
 
 def _requests(report: Report) -> dict[str, int]:
-    """DESIGN.md's three counts, and `window` only for a run that watched call paths after its
-    measured requests (--until-confident)."""
+    """DESIGN.md's three counts; `window` only for a run with windows after its measured
+    requests, `failed_warmup` only when warm-up requests failed."""
     counts = asdict(report.requests)
-    if not counts["window"]:
-        del counts["window"]
+    for optional in ("window", "failed_warmup"):
+        if not counts[optional]:
+            del counts[optional]
     return counts
 
 

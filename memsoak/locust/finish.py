@@ -56,9 +56,10 @@ def finish(
         measured=measured,
         failed=failed_requests,
         window=window,
+        failed_warmup=session.failed_warmup,
     )
     data.locust_stats = locust_stats
-    if session.failed_measured and settings.target_log is not None:
+    if (session.failed_measured or session.failed_warmup) and settings.target_log is not None:
         data.target_errors = exception_lines(settings.target_log)
     data.phases = plan.phases(data.requests.warmup, measured)
     report = _report(session)

@@ -27,6 +27,7 @@ from memsoak.agent_client import AgentClient, AgentError, AgentUnreachable
 from memsoak.errors import MemsoakError
 from memsoak.failures import request_failure
 from memsoak.history import History
+from memsoak.locust.failing import failures_settle_it
 from memsoak.locust.finish import finish
 from memsoak.locust.gate import RequestGate
 from memsoak.locust.options import Settings
@@ -173,16 +174,32 @@ class MemsoakPlugin:
         self, request_type: str = "", name: str = "", response: Any = None, exception: Any = None, **_: Any
     ) -> None:
         session = self.session
-        if exception is None or session.measuring_since is None:
+        if exception is None or session.gate is None:
             return
-        if not self.plan.window_request_failed():
+        if session.measuring_since is None:
+            session.failed_warmup += 1
+        elif not self.plan.window_request_failed():
             session.failed_measured += 1
-            failure = request_failure(request_type, name, response, exception)
-            # The first distinct ones: a hundred copies of one 500 say no more than one.
-            if len(session.data.failures) < QUOTED_FAILURES and failure not in session.data.failures:
-                session.data.failures.append(failure)
-        elif self.plan.window_failing:
-            gevent.spawn(self.plan.end_window_early)
+        else:
+            if self.plan.window_failing:
+                gevent.spawn(self.plan.end_window_early)
+            return
+        failure = request_failure(request_type, name, response, exception)
+        # The first distinct ones: a hundred copies of one 500 say no more than one.
+        if len(session.data.failures) < QUOTED_FAILURES and failure not in session.data.failures:
+            session.data.failures.append(failure)
+        if not session.stopped_for_failures:
+            why = failures_settle_it(
+                failed_measured=session.failed_measured,
+                failed_warmup=session.failed_warmup,
+                completed=session.gate.completed,
+                planned_measured=self.plan.planned_measured(),
+                max_failed_share=session.settings.thresholds.max_failed_share,
+            )
+            if why is not None:
+                session.stopped_for_failures = True
+                session.event(f"stopping the load: {why}")
+                session.quit()  # spawned by the session: never from this listener's caller chain
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         session = self.session

@@ -67,6 +67,8 @@ class RunState:
         self.store = SnapshotStore(self.data.snapshots)
         self.gate: Gate | None = None
         self.failed_measured = 0
+        self.failed_warmup = 0  # before the baseline: in no figure, but they can settle the verdict
+        self.stopped_for_failures = False  # memsoak/locust/failing.py stopped the load
         self.target_failed = False
         self.load_failed = False  # the load could not be completed (distributed: no worker left)
         self.interrupted = False  # a signal (Ctrl-C, SIGTERM) ended the test

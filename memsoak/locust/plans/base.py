@@ -160,6 +160,10 @@ class Plan:
         self._windows = []
         session.quit()
 
+    def planned_measured(self) -> int | None:
+        """The measured requests the plan runs at most; None for one bound by the clock."""
+        return self.settings.requests
+
     def complete(self, measured_in_all: int) -> bool:
         """Whether the run went its whole course (a run cut short is no baseline for the history's
         regression check)."""

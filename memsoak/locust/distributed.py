@@ -122,7 +122,10 @@ class DistributedMasterPlugin(MemsoakPlugin):
         return None
 
     def count_failed(self, failed: int) -> None:
+        """A worker's measured failures, as it drained a phase."""
         self.session.failed_measured += failed
+        if failed and self.session.gate is not None:
+            self._stop_if_failures_settle_it(self.session.gate.completed)
 
     def note(self, message: str) -> None:
         self.session.event(message)

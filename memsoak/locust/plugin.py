@@ -188,18 +188,23 @@ class MemsoakPlugin:
         # The first distinct ones: a hundred copies of one 500 say no more than one.
         if len(session.data.failures) < QUOTED_FAILURES and failure not in session.data.failures:
             session.data.failures.append(failure)
-        if not session.stopped_for_failures:
-            why = failures_settle_it(
-                failed_measured=session.failed_measured,
-                failed_warmup=session.failed_warmup,
-                completed=session.gate.completed,
-                planned_measured=self.plan.planned_measured(),
-                max_failed_share=session.settings.thresholds.max_failed_share,
-            )
-            if why is not None:
-                session.stopped_for_failures = True
-                session.event(f"stopping the load: {why}")
-                session.quit()  # spawned by the session: never from this listener's caller chain
+        self._stop_if_failures_settle_it(session.gate.completed)
+
+    def _stop_if_failures_settle_it(self, completed: int) -> None:
+        session = self.session
+        if session.stopped_for_failures:
+            return
+        why = failures_settle_it(
+            failed_measured=session.failed_measured,
+            failed_warmup=session.failed_warmup,
+            completed=completed,
+            planned_measured=self.plan.planned_measured(),
+            max_failed_share=session.settings.thresholds.max_failed_share,
+        )
+        if why is not None:
+            session.stopped_for_failures = True
+            session.event(f"stopping the load: {why}")
+            session.quit()  # spawned by the session: never from a listener's caller chain
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         session = self.session

@@ -48,7 +48,7 @@ def unavailable(
         import memray  # noqa: F401
     except ImportError:
         return "the native window needs memray, which is not installed in the target"
-    if tuple(version[:2]) == (3, 12) and "greenlet" in modules:
+    if tuple(version) == (3, 12) and "greenlet" in modules:
         # A core of one: memray's stack tracker read a freed frame (PyFrame_GetLasti) as a new
         # greenlet started, from a malloc that tracemalloc made; most windows of 300 requests
         # did. Not on 3.11 or 3.13, and not without greenlets. Open upstream crashes of memray

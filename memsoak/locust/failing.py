@@ -1,8 +1,9 @@
 """When failed requests have settled the verdict before the run ends: the load stops then.
 
 A target that errors on every request cannot be judged (the `requests-failed` rule), and running
-its budget out only wastes the night: a Django view that raised at import answered each request
-with a 30-second debug page, and the run would have gone on for its whole hour. Two signs settle it:
+its budget out only wastes the night: a Django view with a SyntaxError, imported lazily, answered
+0.3 requests a second, each an HTTP 500, and the run would have gone on for its whole hour
+(`--max-time`) to say it had too little data. Two signs settle it:
 
 - the measured requests that failed are already more than the verdict allows of the planned
   count (`--max-failed-share` of `--requests`): whatever follows, the verdict is inconclusive;

@@ -45,7 +45,8 @@ class NativeWindow(Window):
     def open(self, report: Report) -> str | None:
         if self.requests <= 0:
             return None
-        # The search is in a forked child: waiting for it costs the target nothing.
+        # The search runs in a forked child; waiting for it holds the load at the window's start
+        # (test stop would wait for it anyway).
         if not native_wanted(report, self.session.retention.early_answer()):
             return None
         try:

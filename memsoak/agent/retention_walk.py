@@ -363,7 +363,7 @@ class Walk:
                     base=f"<unreferenced {type(current).__qualname__}>",
                     note="no object the garbage collector tracks refers to it: a reference leaked by C code",
                 )  # fmt: skip
-            chain.append(self._pick(alive))
+            chain.append(self._pick(alive, chain))
             del referrers, alive
         if held_by_running is not None:
             return held_by_running
@@ -402,11 +402,16 @@ class Walk:
         return None
 
     @staticmethod
-    def _pick(referrers: list[Any]) -> Any:
+    def _pick(referrers: list[Any], chain: list[Any]) -> Any:
         """Follow the referrer most likely to lead to a root: a leaked traceback's chain, then
-        instance namespaces, closures and containers before the odd tuple a running call made."""
+        instance namespaces, closures and containers before the odd tuple a running call made.
+        Last, a bound method of an object already on the way: the object keeps it as an
+        attribute (werkzeug's Rule its builders), and past it the way only comes back."""
+        on_the_way = {id(obj) for obj in chain}
 
         def rank(obj: Any) -> int:
+            if isinstance(obj, types.MethodType) and id(obj.__self__) in on_the_way:
+                return 7
             if isinstance(obj, types.TracebackType):
                 return 0
             if isinstance(obj, types.CellType | types.FunctionType | types.MethodType):

@@ -295,6 +295,22 @@ def find_retention(
     points = search.points
     # `objects` refers to everything: kept (its items are alive anyway) and never a referrer.
     walker = Walk({id(objects), id(search), id(points), id(asked), id(suspects)}, budget, max_depth, running)
+    try:
+        answers = _answers(walker, search, asked, points, frozen)
+    finally:
+        walker.close()
+    return {
+        "suspects": answers,
+        "scanned_objects": search.scanned,
+        "seconds": time.perf_counter() - started,
+        "truncated": budget.spent,
+    }
+
+
+def _answers(
+    walker: Walk, search: _Search, asked: list[dict[str, Any]], points: dict[int, Any], frozen: int
+) -> list[dict[str, Any]]:
+    budget = search.budget
     answers = []
     for index, suspect in enumerate(asked):
         answer: dict[str, Any] = {"traceback": suspect["traceback"], "objects": search.hits.get(index, 0)}
@@ -322,9 +338,4 @@ def find_retention(
                 else "search stopped by its time budget",
             )
         answers.append(answer)
-    return {
-        "suspects": answers,
-        "scanned_objects": search.scanned,
-        "seconds": time.perf_counter() - started,
-        "truncated": budget.spent,
-    }
+    return answers

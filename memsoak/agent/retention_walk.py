@@ -150,15 +150,21 @@ def _attribute(parent: Any, child: Any) -> tuple[str, str]:
 # Ids of the dicts `frame.f_locals` made: the frame keeps one, and it refers to every local; a
 # walk must not mistake it for a container of the app's.
 _locals_dicts: set[int] = set()
+_locals_copies: list[dict[str, Any]] = []
 
 
 def locals_of(frame: types.FrameType) -> dict[str, Any]:
     try:
         found = frame.f_locals
+        if not isinstance(found, dict):
+            # 3.13 gives a running function's locals as a write-through proxy (PEP 667): a copy,
+            # kept until the next walk so that its id names no other object meanwhile.
+            found = dict(found)
+            _locals_copies.append(found)
     except Exception:  # noqa: BLE001 - a frame's locals may be anything
         return {}
     _locals_dicts.add(id(found))
-    return found if isinstance(found, dict) else {}
+    return found
 
 
 def _frame_local(frame: types.FrameType, child: Any) -> tuple[str, str]:
@@ -301,6 +307,7 @@ class Walk:
         self.running = running
         # id of a running function's local -> that function's frame.
         _locals_dicts.clear()
+        _locals_copies.clear()
         self.locals: dict[int, types.FrameType] = {}
         for frame in running.values():
             for value in list(locals_of(frame).values()):
@@ -310,6 +317,14 @@ class Walk:
         self.known: dict[int, tuple[Route, int]] = {}
         # The walk's own tables refer to what it walks: never a referrer.
         self.ignore |= {id(running), id(self.known), id(self.module_dicts), id(self.locals)}
+
+    def close(self) -> None:
+        """Let go of what the walks held: the locals' copies refer to every running function's
+        locals, which would outlive the search in a target."""
+        _locals_dicts.clear()
+        _locals_copies.clear()
+        self.locals.clear()
+        self.known.clear()
 
     def _referrers(self, obj: Any, chain: list[Any]) -> list[Any]:
         seen = {id(c) for c in chain}

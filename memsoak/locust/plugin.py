@@ -203,8 +203,18 @@ class MemsoakPlugin:
         )
         if why is not None:
             session.stopped_for_failures = True
-            session.event(f"stopping the load: {why}")
-            session.quit()  # spawned by the session: never from a listener's caller chain
+            gevent.spawn(self._stop_for_failures, why)  # it asks the agent: never in a listener
+
+    def _stop_for_failures(self, why: str) -> None:
+        """Requests to a target that is gone fail too: then the target failed, which says more."""
+        session = self.session
+        try:
+            session.agent.status()
+        except AgentError as exc:
+            session.fail_target(f"the agent stopped answering: {exc}")
+            return
+        session.event(f"stopping the load: {why}")
+        session.quit()
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         session = self.session

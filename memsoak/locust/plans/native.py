@@ -16,13 +16,13 @@ from memsoak.locust.session import Session
 
 # memray's tracker stops by itself after this, should nobody close the window.
 NATIVE_WINDOW_MAX_S = 300.0
-# The suspects whose retention can call for the window: the report's top ones.
-TOP_SUSPECTS = 3
 
 
 def native_wanted(report: Report, retention: Sequence[dict[str, Any]] | None) -> bool:
     """A native-leak verdict, or a top suspect whose retention is `raw` (a buffer C code took
-    from Python's allocators and never freed), as the early retention search found it."""
+    from Python's allocators and never freed), as the early retention search found it. The top
+    one only: `raw` is told by absence, and a smaller suspect's str kept as a dict key (which the
+    collector does not track) reads as raw too (a Django leak's second suspect, in urllib)."""
     if report.verdict.kind == "native-leak":
         return True
     if report.verdict.kind != "leak" or not retention:
@@ -32,7 +32,7 @@ def native_wanted(report: Report, retention: Sequence[dict[str, Any]] | None) ->
         path = read_retention(doc)
         if path is not None:
             kinds[path[0]] = path[1].kind
-    return any(kinds.get(site_key(s.traceback)) == "raw" for s in report.suspects[:TOP_SUSPECTS])
+    return bool(report.suspects) and kinds.get(site_key(report.suspects[0].traceback)) == "raw"
 
 
 class NativeWindow(Window):

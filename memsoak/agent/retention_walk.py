@@ -158,7 +158,7 @@ def locals_of(frame: types.FrameType) -> dict[str, Any]:
         found = frame.f_locals
         if not isinstance(found, dict):
             # 3.13 gives a running function's locals as a write-through proxy (PEP 667): a copy,
-            # kept until the next walk so that its id names no other object meanwhile.
+            # kept until the walk closes so that its id names no other object meanwhile.
             found = dict(found)
             _locals_copies.append(found)
     except Exception:  # noqa: BLE001 - a frame's locals may be anything

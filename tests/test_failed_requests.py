@@ -124,12 +124,13 @@ def test_a_target_that_errors_is_inconclusive_and_exits_3(runs: Callable[..., Ru
     assert run.finish() == 3, run.stderr()
     report = run.report()
     assert (report["verdict"], report["rule"]) == ("inconclusive", "requests-failed")
-    # More than 1% of the 600 planned failed: the verdict was settled, and the load stopped there
-    # (the 4 users' requests in flight as it stopped may add a few).
+    # At the 7th measured failure, more than 1% of the 600 planned, the verdict was settled and
+    # the load was stopped (how many more requests ran before it stopped is the machine's speed).
     failed, measured = report["requests"]["failed"], report["requests"]["measured"]
-    assert 7 <= failed <= 7 + 2 * 4 and measured < 600, report["requests"]
+    assert 7 <= failed <= measured <= 600, report["requests"]
     stop = [e for e in report["events"] if "stopping the load: " in e]
-    assert len(stop) == 1 and "the verdict allows: it can only be inconclusive" in stop[0]
+    assert len(stop) == 1, report["events"]
+    assert "7 measured requests failed, more than the 1.0% of 600 the verdict allows" in stop[0]
     assert "HTTP 500" in report["explanation"]
     assert "LookupBroke: the user table is gone" in report["explanation"]
     assert report["target_errors"][-1].endswith("LookupBroke: the user table is gone")

@@ -36,6 +36,7 @@ def failures_settle_it(
             f"{planned_measured:,} the verdict allows: it can only be inconclusive"
         )
     failed = failed_measured + failed_warmup
+    completed = max(completed, failed)  # Locust tells of a request before the gate counts it
     if failed >= FAIL_FAST_MIN and 3 * failed > 2 * completed:
         return f"{failed:,} of the first {completed:,} requests failed: the target errors on most requests"
     return None

@@ -246,24 +246,3 @@ def site_summary(site: NativeSite) -> str:
     if site.user_frame is not None and site.user_frame != site.named_frame:
         parts.append(f"from {site.user_frame.where()}")
     return ", ".join(parts)
-
-
-def native_to_dict(window: NativeWindow) -> dict[str, Any]:
-    """report.json's `native` (DESIGN.md): frames innermost first, line null where unknown."""
-    return {
-        "requests": window.requests,
-        "explained_share": window.explained_share,
-        "rss_growth_bytes": window.rss_growth_bytes,
-        "leaked_bytes": window.leaked_bytes,
-        "processes": window.processes,
-        "timed_out": window.timed_out,
-        "note": window.note,
-        "sites": [
-            {
-                "bytes_per_request": s.bytes_per_request,
-                "count_per_request": s.count_per_request,
-                "stack": [{"function": f.function, "file": f.file, "line": f.line} for f in s.stack],
-            }
-            for s in window.sites
-        ],
-    }

@@ -16,7 +16,6 @@ from analysis.model import (
     Phase,
     RequestCounts,
     RequestFailure,
-    RetentionPath,
     RunData,
     Sample,
     Snapshot,
@@ -27,7 +26,7 @@ from analysis.model import (
     WorkerSuspect,
 )
 from analysis.native import NativeWindow, explain, read_native
-from analysis.retention import read_retention, site_key
+from analysis.retention import read_retentions, site_key
 from analysis.suspects import find_suspects
 from analysis.thresholds import Thresholds
 from analysis.trend import Trend, memory_trend
@@ -186,11 +185,7 @@ def build_report(run: RunData, thresholds: Thresholds | None = None) -> Report:
 
 def _attach_retention(suspects: tuple[Suspect, ...], answers: list[dict[str, object]]) -> tuple[Suspect, ...]:
     """Give each suspect the retention path the agent found for its traceback, if any."""
-    paths: dict[tuple[tuple[str, int], ...], RetentionPath] = {}
-    for doc in answers:
-        entry = read_retention(doc)
-        if entry is not None:
-            paths[entry[0]] = entry[1]
+    paths = read_retentions(answers)
     if not paths:
         return suspects
     return tuple(replace(s, retention=paths.get(site_key(s.traceback))) for s in suspects)

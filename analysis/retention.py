@@ -23,6 +23,7 @@ An answer from an agent before kinds (no "kind") reads as "reachable" when found
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from analysis.model import Frame, RetentionKind, RetentionPath, Traceback
@@ -63,6 +64,16 @@ def _kind(doc: dict[str, Any]) -> RetentionKind:
         if kind == known:
             return known
     return "reachable" if doc.get("found") is True else "unknown"
+
+
+def read_retentions(answers: Iterable[Any]) -> dict[SiteKey, RetentionPath]:
+    """The agent's answer entries by the suspect traceback each is about; malformed ones left out."""
+    paths: dict[SiteKey, RetentionPath] = {}
+    for doc in answers:
+        entry = read_retention(doc)
+        if entry is not None:
+            paths[entry[0]] = entry[1]
+    return paths
 
 
 def read_retention(doc: Any) -> tuple[SiteKey, RetentionPath] | None:

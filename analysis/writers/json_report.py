@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from analysis.model import Frame, RetentionPath, Suspect
-from analysis.native import native_to_dict
+from analysis.native import NativeWindow
 from analysis.report import Report
 from analysis.trend import Trend
 
@@ -17,6 +17,27 @@ FILENAME = "report.json"
 
 def _frame(frame: Frame) -> dict[str, Any]:
     return {"file": frame.file, "line": frame.line, "function": frame.function, "code": frame.code}
+
+
+def _native(window: NativeWindow) -> dict[str, Any]:
+    """report.json's `native` (DESIGN.md): frames innermost first, line null where unknown."""
+    return {
+        "requests": window.requests,
+        "explained_share": window.explained_share,
+        "rss_growth_bytes": window.rss_growth_bytes,
+        "leaked_bytes": window.leaked_bytes,
+        "processes": window.processes,
+        "timed_out": window.timed_out,
+        "note": window.note,
+        "sites": [
+            {
+                "bytes_per_request": s.bytes_per_request,
+                "count_per_request": s.count_per_request,
+                "stack": [{"function": f.function, "file": f.file, "line": f.line} for f in s.stack],
+            }
+            for s in window.sites
+        ],
+    }
 
 
 def _trend(trend: Trend) -> dict[str, Any]:
@@ -124,7 +145,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "target_errors": list(report.target_errors),
         # What ran, in order: {name, requests, frames (0: untraced), took}.
         "phases": [asdict(p) for p in report.phases],
-        **({"native": native_to_dict(report.native)} if report.native is not None else {}),
+        **({"native": _native(report.native)} if report.native is not None else {}),
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from analysis.native import read_native
 from analysis.report import Report
-from analysis.retention import SiteKey, read_retention, site_key
+from analysis.retention import read_retentions, site_key
 from memsoak.agent_client import AgentError, AgentTimeout, AgentUnreachable
 from memsoak.locust.plans.window import Window
 from memsoak.locust.session import Session
@@ -25,14 +25,10 @@ def native_wanted(report: Report, retention: Sequence[dict[str, Any]] | None) ->
     collector does not track) reads as raw too (a Django leak's second suspect, in urllib)."""
     if report.verdict.kind == "native-leak":
         return True
-    if report.verdict.kind != "leak" or not retention:
+    if report.verdict.kind != "leak" or not retention or not report.suspects:
         return False
-    kinds: dict[SiteKey, str] = {}
-    for doc in retention:
-        path = read_retention(doc)
-        if path is not None:
-            kinds[path[0]] = path[1].kind
-    return bool(report.suspects) and kinds.get(site_key(report.suspects[0].traceback)) == "raw"
+    top = read_retentions(retention).get(site_key(report.suspects[0].traceback))
+    return top is not None and top.kind == "raw"
 
 
 class NativeWindow(Window):
